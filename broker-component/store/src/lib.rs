@@ -1,0 +1,1 @@
+//! Durable broker state. Durability is its own issue; this crate reserves the seam.
