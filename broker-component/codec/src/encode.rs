@@ -1,19 +1,341 @@
-//! Packet encoding. (Being implemented: see issue 2.)
+//! Packet encoding.
+//!
+//! Encoding is two passes over the packet: [`plan`] computes the remaining
+//! length and the property lengths (which `encoded_len` also uses, so the two
+//! can never disagree), then the buffer is reserved once and written.
+//!
+//! Panics (all programming errors of the caller, never reachable from decoded
+//! input re-encoded for the same version):
+//! - `Packet::Auth` for MQTT 3.1.1, which has no AUTH packet;
+//! - a PUBLISH with QoS > 0 and no packet identifier;
+//! - a string or binary field over 65,535 bytes, or a packet whose remaining
+//!   length exceeds 268,435,455 bytes.
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 
-use crate::packet::Packet;
-use crate::types::ProtocolVersion;
+use crate::packet::*;
+use crate::properties::Properties;
+use crate::props_codec::{properties_len, put_properties};
+use crate::types::{ProtocolVersion, QoS, ReasonCode};
+use crate::wire::{put_bin, put_str, put_vbi, vbi_len};
+
+/// Sizes computed before writing.
+struct Plan {
+    /// Remaining Length of the fixed header (§2.1.4).
+    remaining: usize,
+    /// Length of the packet's property block (0 for 3.1.1).
+    props: usize,
+    /// Length of the Will properties of a v5 CONNECT.
+    will_props: usize,
+}
 
 /// Appends the encoding of `packet` for `version` to `out`.
+///
+/// CONNECT is encoded for its own `protocol` field (mirroring `decode`), not
+/// for `version`. For 3.1.1, properties and v5-only fields are omitted, the
+/// CONNACK reason code becomes a return code ([`ReasonCode::to_v311_connack`])
+/// and SUBACK codes other than 0, 1, 2 become 0x80.
 pub fn encode(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) {
-    let _ = (packet, version, out);
-    todo!()
+    let plan = plan(packet, version);
+    out.reserve(1 + vbi_len(plan.remaining) + plan.remaining);
+    let start = out.len();
+    let v5 = version.is_v5();
+    match packet {
+        Packet::Connect(c) => {
+            out.put_u8(packet_type::CONNECT << 4);
+            put_vbi(out, plan.remaining);
+            put_connect(out, c, &plan);
+        }
+        Packet::ConnAck(c) => {
+            out.put_u8(packet_type::CONNACK << 4);
+            put_vbi(out, plan.remaining);
+            out.put_u8(u8::from(c.session_present));
+            if v5 {
+                out.put_u8(c.reason_code.0);
+                put_properties(out, &c.properties, plan.props);
+            } else {
+                out.put_u8(c.reason_code.to_v311_connack());
+            }
+        }
+        Packet::Publish(p) => {
+            let flags = (u8::from(p.dup) << 3) | (p.qos.as_u8() << 1) | u8::from(p.retain);
+            out.put_u8((packet_type::PUBLISH << 4) | flags);
+            put_vbi(out, plan.remaining);
+            put_str(out, &p.topic);
+            if p.qos != QoS::AtMostOnce {
+                let id = p
+                    .packet_id
+                    .expect("PUBLISH with QoS > 0 needs a packet identifier");
+                out.put_u16(id);
+            }
+            if v5 {
+                put_properties(out, &p.properties, plan.props);
+            }
+            out.put_slice(&p.payload);
+        }
+        Packet::PubAck(a) => put_puback(out, packet_type::PUBACK << 4, a, v5, &plan),
+        Packet::PubRec(a) => put_puback(out, packet_type::PUBREC << 4, a, v5, &plan),
+        Packet::PubRel(a) => put_puback(out, (packet_type::PUBREL << 4) | 0b0010, a, v5, &plan),
+        Packet::PubComp(a) => put_puback(out, packet_type::PUBCOMP << 4, a, v5, &plan),
+        Packet::Subscribe(s) => {
+            out.put_u8((packet_type::SUBSCRIBE << 4) | 0b0010);
+            put_vbi(out, plan.remaining);
+            out.put_u16(s.packet_id);
+            if v5 {
+                put_properties(out, &s.properties, plan.props);
+            }
+            for (filter, o) in &s.filters {
+                put_str(out, filter);
+                let mut b = o.qos.as_u8();
+                if v5 {
+                    b |= (u8::from(o.no_local) << 2)
+                        | (u8::from(o.retain_as_published) << 3)
+                        | ((o.retain_handling as u8) << 4);
+                }
+                out.put_u8(b);
+            }
+        }
+        Packet::SubAck(s) => {
+            out.put_u8(packet_type::SUBACK << 4);
+            put_vbi(out, plan.remaining);
+            out.put_u16(s.packet_id);
+            if v5 {
+                put_properties(out, &s.properties, plan.props);
+                out.extend(s.reason_codes.iter().map(|c| c.0));
+            } else {
+                // 3.1.1 has only 0, 1, 2 and 0x80 Failure (§3.9.3 of 3.1.1).
+                out.extend(
+                    s.reason_codes
+                        .iter()
+                        .map(|c| if c.0 <= 2 { c.0 } else { 0x80 }),
+                );
+            }
+        }
+        Packet::Unsubscribe(u) => {
+            out.put_u8((packet_type::UNSUBSCRIBE << 4) | 0b0010);
+            put_vbi(out, plan.remaining);
+            out.put_u16(u.packet_id);
+            if v5 {
+                put_properties(out, &u.properties, plan.props);
+            }
+            for filter in &u.filters {
+                put_str(out, filter);
+            }
+        }
+        Packet::UnsubAck(u) => {
+            out.put_u8(packet_type::UNSUBACK << 4);
+            put_vbi(out, plan.remaining);
+            out.put_u16(u.packet_id);
+            // 3.1.1 UNSUBACK carries only the packet identifier.
+            if v5 {
+                put_properties(out, &u.properties, plan.props);
+                out.extend(u.reason_codes.iter().map(|c| c.0));
+            }
+        }
+        Packet::PingReq => out.put_slice(&[packet_type::PINGREQ << 4, 0]),
+        Packet::PingResp => out.put_slice(&[packet_type::PINGRESP << 4, 0]),
+        Packet::Disconnect(d) => {
+            out.put_u8(packet_type::DISCONNECT << 4);
+            put_vbi(out, plan.remaining);
+            if v5 {
+                put_reason_props(out, d.reason_code, &d.properties, &plan, 0);
+            }
+        }
+        Packet::Auth(a) => {
+            out.put_u8(packet_type::AUTH << 4);
+            put_vbi(out, plan.remaining);
+            put_reason_props(out, a.reason_code, &a.properties, &plan, 0);
+        }
+    }
+    debug_assert_eq!(
+        out.len() - start,
+        1 + vbi_len(plan.remaining) + plan.remaining,
+        "plan disagrees with encode for {}",
+        packet.name()
+    );
 }
 
 /// The size in bytes `encode` would write (fixed header included), used to
 /// honour a peer's Maximum Packet Size without encoding twice.
 pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> usize {
-    let _ = (packet, version);
-    todo!()
+    let remaining = plan(packet, version).remaining;
+    1 + vbi_len(remaining) + remaining
+}
+
+/// A Property Length prefix plus the properties.
+#[inline]
+fn with_prefix(props: usize) -> usize {
+    vbi_len(props) + props
+}
+
+#[inline]
+fn v5_props(p: &Properties, v5: bool) -> usize {
+    if v5 {
+        properties_len(p)
+    } else {
+        0
+    }
+}
+
+/// Remaining length of the optional "reason code, properties" tail of v5
+/// PUBACK-family / DISCONNECT / AUTH packets, using the shortest form the spec
+/// allows (§3.4.2.1, §3.14.2.1, §3.15.2.1).
+#[inline]
+fn reason_tail(reason: ReasonCode, props: usize) -> usize {
+    if props > 0 {
+        1 + with_prefix(props)
+    } else if reason != ReasonCode::SUCCESS {
+        1
+    } else {
+        0
+    }
+}
+
+fn plan(packet: &Packet, version: ProtocolVersion) -> Plan {
+    let v5 = version.is_v5();
+    let mut plan = Plan {
+        remaining: 0,
+        props: 0,
+        will_props: 0,
+    };
+    plan.remaining = match packet {
+        Packet::Connect(c) => {
+            let v5 = c.protocol.is_v5();
+            // Protocol name, level, flags, keep alive (§3.1.2).
+            let mut n = 6 + 1 + 1 + 2;
+            if v5 {
+                plan.props = properties_len(&c.properties);
+                n += with_prefix(plan.props);
+            }
+            n += 2 + c.client_id.len();
+            if let Some(w) = &c.will {
+                if v5 {
+                    plan.will_props = properties_len(&w.properties);
+                    n += with_prefix(plan.will_props);
+                }
+                n += 2 + w.topic.len() + 2 + w.payload.len();
+            }
+            n += c.username.as_ref().map_or(0, |u| 2 + u.len());
+            n += c.password.as_ref().map_or(0, |p| 2 + p.len());
+            n
+        }
+        Packet::ConnAck(c) => {
+            plan.props = v5_props(&c.properties, v5);
+            2 + if v5 { with_prefix(plan.props) } else { 0 }
+        }
+        Packet::Publish(p) => {
+            plan.props = v5_props(&p.properties, v5);
+            let id = if p.qos == QoS::AtMostOnce { 0 } else { 2 };
+            let props = if v5 { with_prefix(plan.props) } else { 0 };
+            2 + p.topic.len() + id + props + p.payload.len()
+        }
+        Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
+            if v5 {
+                plan.props = properties_len(&a.properties);
+                2 + reason_tail(a.reason_code, plan.props)
+            } else {
+                2
+            }
+        }
+        Packet::Subscribe(s) => {
+            plan.props = v5_props(&s.properties, v5);
+            let props = if v5 { with_prefix(plan.props) } else { 0 };
+            2 + props + s.filters.iter().map(|(f, _)| 3 + f.len()).sum::<usize>()
+        }
+        Packet::SubAck(s) => {
+            plan.props = v5_props(&s.properties, v5);
+            let props = if v5 { with_prefix(plan.props) } else { 0 };
+            2 + props + s.reason_codes.len()
+        }
+        Packet::Unsubscribe(u) => {
+            plan.props = v5_props(&u.properties, v5);
+            let props = if v5 { with_prefix(plan.props) } else { 0 };
+            2 + props + u.filters.iter().map(|f| 2 + f.len()).sum::<usize>()
+        }
+        Packet::UnsubAck(u) => {
+            if v5 {
+                plan.props = properties_len(&u.properties);
+                2 + with_prefix(plan.props) + u.reason_codes.len()
+            } else {
+                2
+            }
+        }
+        Packet::PingReq | Packet::PingResp => 0,
+        Packet::Disconnect(d) => {
+            if v5 {
+                plan.props = properties_len(&d.properties);
+                reason_tail(d.reason_code, plan.props)
+            } else {
+                0
+            }
+        }
+        Packet::Auth(a) => {
+            assert!(v5, "AUTH does not exist in MQTT 3.1.1: cannot encode it");
+            plan.props = properties_len(&a.properties);
+            reason_tail(a.reason_code, plan.props)
+        }
+    };
+    plan
+}
+
+/// Writes the v5 "reason code, properties" tail in its shortest form; `base` is
+/// the part of the remaining length before the tail.
+#[inline]
+fn put_reason_props(
+    out: &mut BytesMut,
+    reason: ReasonCode,
+    props: &Properties,
+    plan: &Plan,
+    base: usize,
+) {
+    if plan.remaining > base {
+        out.put_u8(reason.0);
+        if plan.props > 0 {
+            put_properties(out, props, plan.props);
+        }
+    }
+}
+
+fn put_puback(out: &mut BytesMut, first: u8, a: &PubAck, v5: bool, plan: &Plan) {
+    out.put_u8(first);
+    put_vbi(out, plan.remaining);
+    out.put_u16(a.packet_id);
+    if v5 {
+        put_reason_props(out, a.reason_code, &a.properties, plan, 2);
+    }
+}
+
+fn put_connect(out: &mut BytesMut, c: &Connect, plan: &Plan) {
+    let v5 = c.protocol.is_v5();
+    put_str(out, "MQTT");
+    out.put_u8(c.protocol.level());
+    let mut flags = u8::from(c.clean_start) << 1;
+    if let Some(w) = &c.will {
+        flags |= 0b100 | (w.qos.as_u8() << 3) | (u8::from(w.retain) << 5);
+    }
+    if c.password.is_some() {
+        flags |= 0b0100_0000;
+    }
+    if c.username.is_some() {
+        flags |= 0b1000_0000;
+    }
+    out.put_u8(flags);
+    out.put_u16(c.keep_alive);
+    if v5 {
+        put_properties(out, &c.properties, plan.props);
+    }
+    put_str(out, &c.client_id);
+    if let Some(w) = &c.will {
+        if v5 {
+            put_properties(out, &w.properties, plan.will_props);
+        }
+        put_str(out, &w.topic);
+        put_bin(out, &w.payload);
+    }
+    if let Some(u) = &c.username {
+        put_str(out, u);
+    }
+    if let Some(p) = &c.password {
+        put_bin(out, p);
+    }
 }

@@ -12,7 +12,8 @@
 //! - [`packet`]: one struct per control packet;
 //! - [`topic`]: topic name / filter validation and matching;
 //! - `wire`: primitive encodings (variable byte integers, UTF-8 strings);
-//! - `decode` / `encode`: the packet (de)serialisers.
+//! - `props_codec`: the v5 property block (table 2-4 rules);
+//! - `decode` / `decode_connect` / `encode`: the packet (de)serialisers.
 
 pub mod packet;
 pub mod properties;
@@ -20,7 +21,9 @@ pub mod topic;
 pub mod types;
 
 mod decode;
+mod decode_connect;
 mod encode;
+mod props_codec;
 mod wire;
 
 pub use decode::{decode, decode_connect_version, DecodeError};

@@ -96,12 +96,27 @@ mod tests {
         assert!(validate_topic_filter("#").is_ok());
         assert!(validate_topic_filter("a/#").is_ok());
         assert!(validate_topic_filter("+").is_ok());
-        assert_eq!(validate_topic_filter("a/#/c"), Err(TopicError::MisplacedWildcard));
-        assert_eq!(validate_topic_filter("a+/b"), Err(TopicError::MisplacedWildcard));
-        assert_eq!(validate_topic_filter("a/b#"), Err(TopicError::MisplacedWildcard));
+        assert_eq!(
+            validate_topic_filter("a/#/c"),
+            Err(TopicError::MisplacedWildcard)
+        );
+        assert_eq!(
+            validate_topic_filter("a+/b"),
+            Err(TopicError::MisplacedWildcard)
+        );
+        assert_eq!(
+            validate_topic_filter("a/b#"),
+            Err(TopicError::MisplacedWildcard)
+        );
         assert!(validate_topic_filter("$share/g/a/+").is_ok());
-        assert_eq!(validate_topic_filter("$share//a"), Err(TopicError::InvalidSharedSubscription));
-        assert_eq!(validate_topic_filter("$share/g"), Err(TopicError::InvalidSharedSubscription));
+        assert_eq!(
+            validate_topic_filter("$share//a"),
+            Err(TopicError::InvalidSharedSubscription)
+        );
+        assert_eq!(
+            validate_topic_filter("$share/g"),
+            Err(TopicError::InvalidSharedSubscription)
+        );
         assert_eq!(validate_topic_name("a/+"), Err(TopicError::WildcardInName));
         assert_eq!(validate_topic_name(""), Err(TopicError::Empty));
     }
