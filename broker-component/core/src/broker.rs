@@ -1,0 +1,286 @@
+//! The state every worker shares: the session registry, the subscription
+//! tree, retained messages, hold queues, the broker-wide timer and counters.
+//!
+//! Locking (no global lock on the publish path):
+//! - `sessions` (registry) is touched only by CONNECT and session end;
+//! - `topics` is an `RwLock`: PUBLISH reads, SUBSCRIBE/UNSUBSCRIBE write;
+//! - each session has its own mutex;
+//! - order: registry → topics → (hold | retained | session), never the reverse.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+
+use musqratt_codec::{topic, Will};
+
+use crate::config::BrokerConfig;
+use crate::connection::{ConnRef, Output};
+use crate::hold::HoldQueues;
+use crate::message::Message;
+use crate::metrics::Metrics;
+use crate::retained::RetainedStore;
+use crate::session::SessionCell;
+use crate::topic_tree::TopicTree;
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub metrics: Metrics,
+    pub(crate) sessions: Mutex<HashMap<Arc<str>, Arc<SessionCell>>>,
+    pub(crate) topics: RwLock<TopicTree>,
+    pub(crate) hold: Mutex<HoldQueues>,
+    pub(crate) retained: Mutex<RetainedStore>,
+    /// Offline sessions' deadlines (will delay, session expiry), by time.
+    /// Entries may be stale (the client came back): checked when they fire.
+    timers: Mutex<BTreeMap<(Instant, u64), Arc<SessionCell>>>,
+    next_session_id: AtomicU64,
+    pub(crate) started: Instant,
+    pub(crate) next_sys: Mutex<Instant>,
+    next_hold_purge: Mutex<Instant>,
+    id_salt: u64,
+}
+
+impl Broker {
+    pub fn new(config: BrokerConfig, now: Instant) -> Broker {
+        // A random salt for generated client ids, from std's randomly seeded hasher.
+        let id_salt = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        Broker {
+            config,
+            metrics: Metrics::default(),
+            sessions: Mutex::new(HashMap::new()),
+            topics: RwLock::new(TopicTree::default()),
+            hold: Mutex::new(HoldQueues::default()),
+            retained: Mutex::new(RetainedStore::default()),
+            timers: Mutex::new(BTreeMap::new()),
+            next_session_id: AtomicU64::new(1),
+            started: now,
+            next_sys: Mutex::new(now),
+            next_hold_purge: Mutex::new(now),
+            id_salt,
+        }
+    }
+
+    pub(crate) fn new_session_id(&self) -> u64 {
+        self.next_session_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A client identifier for a client that sent an empty one (§3.1.3.1).
+    pub(crate) fn generate_client_id(&self) -> String {
+        format!("musqratt-{:08x}-{}", self.id_salt as u32, self.new_session_id())
+    }
+
+    /// Topics that exist now: filters with subscribers plus topics with held
+    /// messages (DESIGN §3, `$SYS/broker/topics/count`).
+    pub fn topic_count(&self) -> usize {
+        self.topics.read().filter_count() + self.hold.lock().topic_count()
+    }
+
+    /// Sessions known to the broker, online or not.
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().len()
+    }
+
+    pub fn held_message_count(&self) -> usize {
+        self.hold.lock().message_count()
+    }
+
+    pub fn retained_count(&self) -> usize {
+        self.retained.lock().len()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work to do.
+    pub fn poll_timeout(&self) -> Instant {
+        let mut next = *self.next_sys.lock();
+        next = next.min(*self.next_hold_purge.lock());
+        if let Some(((t, _), _)) = self.timers.lock().first_key_value() {
+            next = next.min(*t);
+        }
+        next
+    }
+
+    /// Broker-wide timers: delayed wills, session expiry, held-message expiry,
+    /// `$SYS` publication. Call from one worker, at or after `poll_timeout()`.
+    pub fn handle_timeout(&self, now: Instant, out: &mut Output) {
+        loop {
+            let entry = {
+                let mut timers = self.timers.lock();
+                match timers.first_key_value() {
+                    Some(((t, _), _)) if *t <= now => timers.pop_first(),
+                    _ => None,
+                }
+            };
+            let Some((_, cell)) = entry else { break };
+            self.fire_session_timer(&cell, now, out);
+        }
+        {
+            let mut next = self.next_hold_purge.lock();
+            if *next <= now {
+                *next = now + Duration::from_secs(1);
+                drop(next);
+                self.hold.lock().purge_expired(now);
+            }
+        }
+        self.publish_sys_if_due(now, out);
+    }
+
+    fn fire_session_timer(&self, cell: &Arc<SessionCell>, now: Instant, out: &mut Output) {
+        let mut s = cell.lock();
+        if s.conn.is_some() {
+            return; // the client came back: stale timer
+        }
+        let mut will = None;
+        if matches!(s.pending_will, Some((t, _)) if t <= now) {
+            will = s.pending_will.take();
+        }
+        let expired = matches!(s.expires_at, Some(t) if t <= now);
+        if expired {
+            // §3.1.2.5: a pending will is sent when the session ends.
+            will = will.or_else(|| s.pending_will.take());
+            tracing::debug!(client = %s.client_id, "session expired");
+        }
+        let publisher = s.id;
+        drop(s);
+        if let Some((_, w)) = will {
+            self.publish_will(w, publisher, now, out);
+        }
+        if expired {
+            self.remove_session(cell);
+        }
+    }
+
+    pub(crate) fn schedule(&self, at: Instant, session_id: u64, cell: &Arc<SessionCell>) {
+        self.timers.lock().insert((at, session_id), Arc::clone(cell));
+    }
+
+    /// A connection left its session (closed, taken over, or DISCONNECT).
+    /// `will` is the will to publish (None when deleted by a normal DISCONNECT).
+    pub(crate) fn detach_session(
+        &self,
+        cell: &Arc<SessionCell>,
+        conn: ConnRef,
+        expiry: u32,
+        will: Option<Will>,
+        now: Instant,
+        out: &mut Output,
+    ) {
+        let mut s = cell.lock();
+        if s.conn != Some(conn) {
+            // Taken over: the new connection owns the session. The will goes out
+            // only if it has no delay (§3.1.3.2.2: a new connection within the
+            // delay cancels it).
+            let publisher = s.id;
+            drop(s);
+            if let Some(w) = will.filter(|w| will_delay(w) == 0) {
+                self.publish_will(w, publisher, now, out);
+            }
+            return;
+        }
+        s.conn = None;
+        s.wake_pending = false;
+        s.drop_qos0();
+        s.expiry_interval = expiry;
+        let mut will_now = None;
+        if let Some(w) = will {
+            let delay = will_delay(&w).min(expiry);
+            if delay == 0 {
+                will_now = Some(w);
+            } else {
+                let at = now + Duration::from_secs(u64::from(delay));
+                s.pending_will = Some((at, w));
+                self.schedule(at, s.id, cell);
+            }
+        }
+        let publisher = s.id;
+        if expiry != 0 && expiry != u32::MAX {
+            let at = now + Duration::from_secs(u64::from(expiry));
+            s.expires_at = Some(at);
+            self.schedule(at, s.id, cell);
+        }
+        drop(s);
+        if let Some(w) = will_now {
+            self.publish_will(w, publisher, now, out);
+        }
+        if expiry == 0 {
+            self.remove_session(cell);
+        }
+    }
+
+    /// Ends a session: out of the registry, its subscriptions out of the tree.
+    /// Does nothing if a connection attached to it meanwhile.
+    pub(crate) fn remove_session(&self, cell: &Arc<SessionCell>) {
+        let subscriptions = {
+            let mut registry = self.sessions.lock();
+            let mut s = cell.lock();
+            if s.conn.is_some() {
+                return;
+            }
+            if registry
+                .get(&s.client_id)
+                .is_some_and(|c| Arc::ptr_eq(c, cell))
+            {
+                registry.remove(&s.client_id);
+            }
+            s.queue.clear();
+            s.inflight.clear();
+            s.pending_will = None;
+            s.expires_at = None;
+            let subs: Vec<String> = s.subscriptions.drain().map(|(f, _)| f).collect();
+            (s.id, subs)
+        };
+        self.unsubscribe_all(subscriptions.0, &subscriptions.1);
+    }
+
+    pub(crate) fn unsubscribe_all(&self, session_id: u64, filters: &[String]) {
+        if filters.is_empty() {
+            return;
+        }
+        let mut tree = self.topics.write();
+        for f in filters {
+            let (group, filter) = split_shared(f);
+            tree.unsubscribe(filter, group, session_id);
+        }
+    }
+
+    pub(crate) fn publish_will(&self, will: Will, publisher: u64, now: Instant, out: &mut Output) {
+        let p = will.properties;
+        let expiry = p.message_expiry_interval.or(match self.config.message_default_expiry_secs {
+            0 => None,
+            s => Some(s),
+        });
+        let msg = Message {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            properties: musqratt_codec::Properties {
+                payload_format_indicator: p.payload_format_indicator,
+                content_type: p.content_type,
+                response_topic: p.response_topic,
+                correlation_data: p.correlation_data,
+                user_properties: p.user_properties,
+                ..Default::default()
+            },
+            expires_at: expiry.map(|s| now + Duration::from_secs(u64::from(s))),
+            publisher,
+        };
+        tracing::debug!(topic = %msg.topic, "publishing will");
+        self.publish(Arc::new(msg), now, out);
+    }
+}
+
+fn will_delay(w: &Will) -> u32 {
+    w.properties.will_delay_interval.unwrap_or(0)
+}
+
+/// `$share/group/filter` → (Some(group), filter); other filters → (None, filter).
+pub(crate) fn split_shared(filter: &str) -> (Option<&str>, &str) {
+    match topic::parse_shared(filter) {
+        Some(Ok((g, f))) => (Some(g), f),
+        _ => (None, filter),
+    }
+}

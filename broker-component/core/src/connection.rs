@@ -1,0 +1,333 @@
+//! One client connection's protocol state machine.
+//!
+//! The transport owns a `Connection` per socket and calls it with bytes, time
+//! and events; the connection answers through an [`Output`]. Packet handling
+//! lives in one file per packet family (`handle_*.rs`); this file owns the
+//! lifecycle: decode loop, protocol errors, keep-alive, close and will.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use musqratt_codec::{
+    decode, decode_connect_version, encode, Disconnect, Packet, ProtocolVersion, ReasonCode, Will,
+};
+
+use crate::broker::Broker;
+use crate::metrics::Metrics;
+use crate::session::SessionCell;
+
+/// Identifies a connection across workers: which worker owns it, its slot in
+/// that worker's slab, and a serial number so a reused slot is never confused
+/// with the connection that had it before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnRef {
+    pub worker: u32,
+    pub slot: u32,
+    pub serial: u64,
+}
+
+/// What the core asks of the transport after an event.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Bytes to write on this connection, in order. The transport writes them
+    /// once per event (batched) and keeps what the socket did not take.
+    pub transmit: BytesMut,
+    /// Connections (on any worker) that have new messages queued: call their
+    /// [`Connection::handle_wake`].
+    pub wakes: Vec<ConnRef>,
+    /// Connections whose session was taken over: call [`Connection::handle_kick`].
+    pub kicks: Vec<ConnRef>,
+    /// Close this connection once `transmit` is flushed.
+    pub close: bool,
+}
+
+impl Output {
+    pub fn new() -> Output {
+        Output::default()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    AwaitConnect,
+    Connected,
+    Closed,
+}
+
+/// Topic aliases of one v5 connection (allocated only when a client uses them).
+#[derive(Debug, Default)]
+pub(crate) struct TopicAliases {
+    /// Client → server: alias → topic (§3.3.2.3.4).
+    pub(crate) inbound: HashMap<u16, String>,
+    /// Server → client: topic → alias we assigned.
+    pub(crate) outbound: HashMap<String, u16>,
+}
+
+pub struct Connection {
+    pub(crate) conn_ref: ConnRef,
+    pub(crate) state: State,
+    pub(crate) version: ProtocolVersion,
+    /// Time of the last packet received, for keep-alive.
+    pub(crate) last_rx: Instant,
+    pub(crate) created: Instant,
+    /// Effective keep-alive in seconds (0 = none).
+    pub(crate) keep_alive: u16,
+    pub(crate) session: Option<Arc<SessionCell>>,
+    pub(crate) session_id: u64,
+    pub(crate) client_id: Arc<str>,
+    pub(crate) will: Option<Will>,
+    /// Session Expiry Interval requested at CONNECT (may change at DISCONNECT).
+    pub(crate) session_expiry: u32,
+    /// Limits the client declared in CONNECT (v5), defaults otherwise.
+    pub(crate) client_receive_max: u16,
+    pub(crate) client_max_packet: u32,
+    pub(crate) client_alias_max: u16,
+    pub(crate) aliases: Option<Box<TopicAliases>>,
+}
+
+impl Connection {
+    pub fn new(conn_ref: ConnRef, now: Instant) -> Connection {
+        Connection {
+            conn_ref,
+            state: State::AwaitConnect,
+            version: ProtocolVersion::V311,
+            last_rx: now,
+            created: now,
+            keep_alive: 0,
+            session: None,
+            session_id: 0,
+            client_id: Arc::from(""),
+            will: None,
+            session_expiry: 0,
+            client_receive_max: u16::MAX,
+            client_max_packet: u32::MAX,
+            client_alias_max: 0,
+            aliases: None,
+        }
+    }
+
+    pub fn conn_ref(&self) -> ConnRef {
+        self.conn_ref
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Feeds received bytes. Returns how many were consumed: the transport keeps
+    /// the rest (a partial packet) and passes it again, extended, next time.
+    pub fn handle_bytes(
+        &mut self,
+        broker: &Broker,
+        buf: &[u8],
+        now: Instant,
+        out: &mut Output,
+    ) -> usize {
+        let mut used = 0;
+        while self.state != State::Closed && used < buf.len() {
+            let rest = &buf[used..];
+            let version = match self.state {
+                State::AwaitConnect => decode_connect_version(rest).unwrap_or(self.version),
+                _ => self.version,
+            };
+            match decode(rest, version, broker.config.max_packet_size) {
+                Ok(None) => break,
+                Ok(Some((packet, n))) => {
+                    used += n;
+                    Metrics::add(&broker.metrics.bytes_received, n as u64);
+                    self.last_rx = now;
+                    self.handle_packet(broker, packet, now, out);
+                }
+                Err(e) => {
+                    used = buf.len();
+                    if self.state == State::AwaitConnect
+                        && e.reason == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
+                    {
+                        tracing::warn!("closing connection: CONNECT with {}", e);
+                        self.send_connack_error(e.reason, out);
+                        self.close(broker, now, out, false);
+                    } else {
+                        self.protocol_violation(broker, e.reason, &e.message, now, out);
+                    }
+                }
+            }
+        }
+        self.drain_self_wake(broker, now, out);
+        used
+    }
+
+    fn handle_packet(&mut self, broker: &Broker, packet: Packet, now: Instant, out: &mut Output) {
+        if self.state == State::AwaitConnect {
+            match packet {
+                Packet::Connect(c) => self.handle_connect(broker, c, now, out),
+                other => {
+                    tracing::warn!("closing connection: {} before CONNECT", other.name());
+                    self.close(broker, now, out, false);
+                }
+            }
+            return;
+        }
+        match packet {
+            Packet::Connect(_) => {
+                self.protocol_violation(broker, ReasonCode::PROTOCOL_ERROR, "second CONNECT", now, out)
+            }
+            Packet::Publish(p) => self.handle_publish(broker, p, now, out),
+            Packet::PubAck(a) => self.handle_puback(broker, a, now, out),
+            Packet::PubRec(a) => self.handle_pubrec(broker, a, now, out),
+            Packet::PubRel(a) => self.handle_pubrel(broker, a, out),
+            Packet::PubComp(a) => self.handle_pubcomp(broker, a, now, out),
+            Packet::Subscribe(s) => self.handle_subscribe(broker, s, now, out),
+            Packet::Unsubscribe(u) => self.handle_unsubscribe(broker, u, out),
+            Packet::PingReq => self.send(broker, &Packet::PingResp, out),
+            Packet::Disconnect(d) => self.handle_disconnect(broker, d, now, out),
+            Packet::Auth(_) => self.protocol_violation(
+                broker,
+                ReasonCode::PROTOCOL_ERROR,
+                "AUTH without an authentication method",
+                now,
+                out,
+            ),
+            other => {
+                let detail = format!("{} sent by a client", other.name());
+                self.protocol_violation(broker, ReasonCode::PROTOCOL_ERROR, &detail, now, out)
+            }
+        }
+    }
+
+    /// The session has new messages queued (another connection published).
+    pub fn handle_wake(&mut self, broker: &Broker, now: Instant, out: &mut Output) {
+        if self.state != State::Connected {
+            return;
+        }
+        if let Some(session) = self.session.clone() {
+            let mut s = session.lock();
+            if s.conn != Some(self.conn_ref) {
+                return;
+            }
+            s.wake_pending = false;
+            self.drain(broker, &mut s, now, out);
+        }
+    }
+
+    /// Another connection took this one's session over (§3.1.4, step 2).
+    pub fn handle_kick(&mut self, broker: &Broker, now: Instant, out: &mut Output) {
+        if self.state == State::Closed {
+            return;
+        }
+        tracing::info!(client = %self.client_id, "session taken over by a new connection");
+        self.send_disconnect(broker, ReasonCode::SESSION_TAKEN_OVER, out);
+        self.close(broker, now, out, true);
+    }
+
+    /// The socket closed or failed: an abnormal close, the will is published.
+    pub fn handle_close(&mut self, broker: &Broker, now: Instant, out: &mut Output) {
+        if self.state != State::Closed {
+            tracing::debug!(client = %self.client_id, "connection closed by peer");
+            self.close(broker, now, out, true);
+        }
+    }
+
+    /// The server is shutting down: tell v5 clients why, keep sessions.
+    pub fn handle_shutdown(&mut self, broker: &Broker, now: Instant, out: &mut Output) {
+        if self.state != State::Closed {
+            self.send_disconnect(broker, ReasonCode::SERVER_SHUTTING_DOWN, out);
+            self.close(broker, now, out, false);
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work to do.
+    pub fn poll_timeout(&self, broker: &Broker) -> Option<Instant> {
+        match self.state {
+            State::AwaitConnect => Some(self.created + broker.config.connect_timeout),
+            State::Connected if self.keep_alive > 0 => {
+                // §3.1.2.10: one and a half times the keep-alive.
+                Some(self.last_rx + Duration::from_millis(u64::from(self.keep_alive) * 1500))
+            }
+            _ => None,
+        }
+    }
+
+    /// Enforces the CONNECT timeout and keep-alive.
+    pub fn handle_timeout(&mut self, broker: &Broker, now: Instant, out: &mut Output) {
+        let Some(deadline) = self.poll_timeout(broker) else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        match self.state {
+            State::AwaitConnect => {
+                tracing::info!("closing connection: no CONNECT within the connect timeout");
+                self.close(broker, now, out, false);
+            }
+            State::Connected => {
+                tracing::info!(client = %self.client_id, keep_alive = self.keep_alive, "closing connection: keep-alive timeout");
+                self.send_disconnect(broker, ReasonCode::KEEP_ALIVE_TIMEOUT, out);
+                self.close(broker, now, out, true);
+            }
+            State::Closed => {}
+        }
+    }
+
+    /// A malformed packet or protocol violation: log one line, tell a v5 client
+    /// the reason with DISCONNECT, publish the will, close (§4.13).
+    pub(crate) fn protocol_violation(
+        &mut self,
+        broker: &Broker,
+        reason: ReasonCode,
+        detail: &str,
+        now: Instant,
+        out: &mut Output,
+    ) {
+        tracing::warn!(client = %self.client_id, reason = %reason, "closing connection: {detail}");
+        if self.state == State::Connected {
+            self.send_disconnect(broker, reason, out);
+        }
+        self.close(broker, now, out, true);
+    }
+
+    pub(crate) fn send(&mut self, broker: &Broker, packet: &Packet, out: &mut Output) {
+        let before = out.transmit.len();
+        encode(packet, self.version, &mut out.transmit);
+        Metrics::add(&broker.metrics.bytes_sent, (out.transmit.len() - before) as u64);
+    }
+
+    fn send_disconnect(&mut self, broker: &Broker, reason: ReasonCode, out: &mut Output) {
+        if self.state == State::Connected && self.version.is_v5() {
+            self.send(broker, &Packet::Disconnect(Disconnect::new(reason)), out);
+        }
+    }
+
+    /// If this connection's own publish matched its own subscription, deliver now
+    /// rather than bouncing a wake through the transport.
+    fn drain_self_wake(&mut self, broker: &Broker, now: Instant, out: &mut Output) {
+        let before = out.wakes.len();
+        out.wakes.retain(|w| *w != self.conn_ref);
+        if out.wakes.len() != before {
+            self.handle_wake(broker, now, out);
+        }
+    }
+
+    /// Ends the connection. `abnormal`: publish the will (unless deleted by a
+    /// normal DISCONNECT, which clears `self.will` before calling this).
+    pub(crate) fn close(&mut self, broker: &Broker, now: Instant, out: &mut Output, abnormal: bool) {
+        out.close = true;
+        let was_connected = self.state == State::Connected;
+        self.state = State::Closed;
+        if !was_connected {
+            return;
+        }
+        Metrics::sub(&broker.metrics.clients_connected, 1);
+        let will = if abnormal { self.will.take() } else { None };
+        self.will = None;
+        if let Some(session) = self.session.take() {
+            broker.detach_session(&session, self.conn_ref, self.session_expiry, will, now, out);
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Incoming PUBLISH (§3.3): topic aliases, Receive Maximum, the QoS 1/2
+//! acknowledgement flows, then routing (or holding) the message.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use musqratt_codec::{Packet, PubAck, Publish, QoS, ReasonCode};
+
+use crate::broker::Broker;
+use crate::connection::{Connection, Output};
+use crate::message::Message;
+use crate::route::Routed;
+
+impl Connection {
+    pub(crate) fn handle_publish(&mut self, broker: &Broker, mut p: Publish, now: Instant, out: &mut Output) {
+        let topic = match self.resolve_topic_alias(broker, &mut p) {
+            Ok(t) => t,
+            Err((reason, detail)) => return self.protocol_violation(broker, reason, detail, now, out),
+        };
+        let packet_id = p.packet_id.unwrap_or(0);
+        let qos = p.qos;
+
+        // Clients may not inject broker statistics.
+        let reserved = topic.starts_with("$SYS/") || topic == "$SYS";
+
+        if qos == QoS::ExactlyOnce {
+            let session = self.session.clone().expect("connected");
+            let mut s = session.lock();
+            if s.incoming_qos2.contains(&packet_id) {
+                // A retransmission: already routed, only acknowledge again (§4.3.3).
+                drop(s);
+                return self.send(broker, &Packet::PubRec(PubAck::new(packet_id)), out);
+            }
+            if s.incoming_qos2.len() >= usize::from(broker.config.max_inflight) {
+                drop(s);
+                return self.protocol_violation(
+                    broker,
+                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                    "more unacknowledged QoS 2 PUBLISH than our Receive Maximum",
+                    now,
+                    out,
+                );
+            }
+            s.incoming_qos2.insert(packet_id);
+        }
+
+        let routed = if reserved {
+            tracing::debug!(client = %self.client_id, %topic, "PUBLISH to $SYS ignored");
+            Routed::NoSubscribers
+        } else {
+            let msg = Message::from_publish(
+                p,
+                topic,
+                self.session_id,
+                broker.config.message_default_expiry_secs,
+                now,
+            );
+            broker.publish(Arc::new(msg), now, out)
+        };
+
+        let mut ack = PubAck::new(packet_id);
+        if self.version.is_v5() && routed == Routed::NoSubscribers {
+            ack.reason_code = ReasonCode::NO_MATCHING_SUBSCRIBERS;
+        }
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send(broker, &Packet::PubAck(ack), out),
+            QoS::ExactlyOnce => self.send(broker, &Packet::PubRec(ack), out),
+        }
+    }
+
+    /// Resolves the topic of a v5 PUBLISH that uses a Topic Alias (§3.3.2.3.4).
+    fn resolve_topic_alias(
+        &mut self,
+        broker: &Broker,
+        p: &mut Publish,
+    ) -> Result<String, (ReasonCode, &'static str)> {
+        let Some(alias) = p.properties.topic_alias else {
+            if p.topic.is_empty() {
+                return Err((ReasonCode::PROTOCOL_ERROR, "PUBLISH with an empty topic and no alias"));
+            }
+            return Ok(std::mem::take(&mut p.topic));
+        };
+        if alias == 0 || alias > broker.config.topic_alias_maximum {
+            return Err((ReasonCode::TOPIC_ALIAS_INVALID, "Topic Alias out of range"));
+        }
+        let aliases = self.aliases.get_or_insert_with(Default::default);
+        if p.topic.is_empty() {
+            match aliases.inbound.get(&alias) {
+                Some(t) => Ok(t.clone()),
+                None => Err((ReasonCode::PROTOCOL_ERROR, "unknown Topic Alias")),
+            }
+        } else {
+            aliases.inbound.insert(alias, p.topic.clone());
+            Ok(std::mem::take(&mut p.topic))
+        }
+    }
+}

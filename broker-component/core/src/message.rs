@@ -1,0 +1,73 @@
+//! An application message as the broker stores it: decoded once, shared by
+//! every subscriber through an `Arc`, payload in `Bytes` (never copied per
+//! subscriber).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use musqratt_codec::{Properties, Publish, QoS};
+
+#[derive(Debug)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Bytes,
+    /// QoS it was published with; each subscriber gets min(this, granted).
+    pub qos: QoS,
+    pub retain: bool,
+    /// Only the properties a broker forwards unchanged (§3.3.2.3): payload
+    /// format, content type, response topic, correlation data, user properties.
+    /// Expiry, topic alias and subscription identifiers are per delivery.
+    pub properties: Properties,
+    /// When the Message Expiry Interval runs out (None = never).
+    pub expires_at: Option<Instant>,
+    /// Session id of the publisher, for No Local (0 = the broker itself).
+    pub publisher: u64,
+}
+
+impl Message {
+    /// Builds the stored message from an incoming PUBLISH (topic already resolved
+    /// from any alias). `default_expiry_secs` applies when the publisher set none.
+    pub fn from_publish(
+        publish: Publish,
+        topic: String,
+        publisher: u64,
+        default_expiry_secs: u32,
+        now: Instant,
+    ) -> Message {
+        let p = publish.properties;
+        let expiry = p.message_expiry_interval.or(match default_expiry_secs {
+            0 => None,
+            s => Some(s),
+        });
+        Message {
+            topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+            properties: Properties {
+                payload_format_indicator: p.payload_format_indicator,
+                content_type: p.content_type,
+                response_topic: p.response_topic,
+                correlation_data: p.correlation_data,
+                user_properties: p.user_properties,
+                ..Properties::default()
+            },
+            expires_at: expiry.map(|s| now + Duration::from_secs(u64::from(s))),
+            publisher,
+        }
+    }
+
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|t| now >= t)
+    }
+
+    /// The Message Expiry Interval to forward: the remaining lifetime in whole
+    /// seconds, rounded up so a live message never goes out with 0 (§3.3.2.3.3).
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|t| {
+            let left = t.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            secs.clamp(1, u64::from(u32::MAX)) as u32
+        })
+    }
+}

@@ -1,0 +1,125 @@
+//! Routing a PUBLISH: match it against the subscription tree, queue it on every
+//! matching session once (overlapping subscriptions merge: highest QoS, every
+//! Subscription Identifier), and hold it when nothing matches (DESIGN §3).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use musqratt_codec::QoS;
+
+use crate::broker::Broker;
+use crate::connection::Output;
+use crate::message::Message;
+use crate::metrics::Metrics;
+use crate::session::Outgoing;
+use crate::topic_tree::Subscriber;
+
+/// One session's merged view of the subscriptions that matched.
+struct Target<'a> {
+    sub: &'a Subscriber,
+    qos: QoS,
+    retain_as_published: bool,
+    sub_ids: Vec<u32>,
+}
+
+/// What happened to a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// At least one subscription matched.
+    Delivered,
+    /// Nothing matched; the message is in the topic's hold queue.
+    Held,
+    /// Nothing matched and the message was not held (hold off, retained, `$` topic).
+    NoSubscribers,
+}
+
+impl Broker {
+    /// Publishes a message into the broker: updates the retained store if
+    /// flagged, then routes it.
+    pub(crate) fn publish(&self, msg: Arc<Message>, now: Instant, out: &mut Output) -> Routed {
+        Metrics::add(&self.metrics.messages_received, 1);
+        if msg.retain {
+            self.retained.lock().set(&msg);
+        }
+        self.route(msg, now, out)
+    }
+
+    pub(crate) fn route(&self, msg: Arc<Message>, now: Instant, out: &mut Output) -> Routed {
+        if msg.is_expired(now) {
+            return Routed::NoSubscribers;
+        }
+        let tree = self.topics.read();
+        let mut matched = false;
+        let mut targets: Vec<Target<'_>> = Vec::new();
+        tree.for_each_match(&msg.topic, |s| {
+            matched = true;
+            if s.options.no_local && s.session_id == msg.publisher {
+                return;
+            }
+            targets.push(Target {
+                sub: s,
+                qos: s.options.qos.min(msg.qos),
+                retain_as_published: s.options.retain_as_published,
+                sub_ids: s.sub_id.into_iter().collect(),
+            });
+        });
+        if !matched {
+            // Held under the tree's read lock: a SUBSCRIBE (write lock) either
+            // happened before and matched above, or happens after and finds
+            // this message in the hold queue. Nothing slips between.
+            if self.config.hold_enabled && !msg.retain && !msg.topic.starts_with('$') {
+                let dropped = self
+                    .hold
+                    .lock()
+                    .hold(msg, self.config.hold_max_messages_per_topic);
+                Metrics::add(&self.metrics.messages_held, 1);
+                if dropped > 0 {
+                    Metrics::add(&self.metrics.messages_dropped, dropped as u64);
+                }
+                return Routed::Held;
+            }
+            return Routed::NoSubscribers;
+        }
+        merge_overlapping(&mut targets);
+        for t in targets {
+            let retain = t.retain_as_published && msg.retain;
+            let outgoing = Outgoing {
+                msg: Arc::clone(&msg),
+                qos: t.qos,
+                retain,
+                sub_ids: t.sub_ids,
+            };
+            let mut s = t.sub.session.lock();
+            match s.enqueue(outgoing, self.config.max_queued_messages) {
+                Ok(Some(conn)) => out.wakes.push(conn),
+                Ok(None) => {}
+                Err(()) => {
+                    Metrics::add(&self.metrics.messages_dropped, 1);
+                    tracing::debug!(client = %s.client_id, "queue full, message dropped");
+                }
+            }
+        }
+        Routed::Delivered
+    }
+}
+
+/// Overlapping subscriptions of one session deliver once (§3.3.4): at the
+/// highest QoS, with every matching Subscription Identifier.
+fn merge_overlapping(targets: &mut Vec<Target<'_>>) {
+    if targets.len() < 2 {
+        return;
+    }
+    targets.sort_by_key(|t| t.sub.session_id);
+    let mut merged: Vec<Target<'_>> = Vec::with_capacity(targets.len());
+    for t in targets.drain(..) {
+        match merged.last_mut() {
+            Some(m) if m.sub.session_id == t.sub.session_id => {
+                m.qos = m.qos.max(t.qos);
+                m.retain_as_published |= t.retain_as_published;
+                m.sub_ids.extend(t.sub_ids);
+            }
+            _ => merged.push(t),
+        }
+    }
+    *targets = merged;
+}
