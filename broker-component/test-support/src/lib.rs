@@ -419,8 +419,11 @@ impl Sub {
 
     /// Start without waiting for the SUBACK.
     pub fn spawn(port: u16, args: &[&str]) -> Sub {
-        let mut child = Command::new("mosquitto_sub")
+        // stdbuf: mosquitto_sub's stdout is block-buffered on a pipe; we want each line now.
+        let mut child = Command::new("stdbuf")
             .args([
+                "-oL",
+                "mosquitto_sub",
                 "-h",
                 "127.0.0.1",
                 "-p",
@@ -469,6 +472,12 @@ impl Sub {
     pub fn wait_messages(&self, n: usize, timeout: Duration) -> Vec<Msg> {
         self.lines
             .wait_until(timeout, |l| Self::parse(l).len() >= n);
+        self.messages()
+    }
+
+    /// Wait until `pred` holds for the messages received so far (or `timeout`); returns them.
+    pub fn wait_until(&self, timeout: Duration, pred: impl Fn(&[Msg]) -> bool) -> Vec<Msg> {
+        self.lines.wait_until(timeout, |l| pred(&Self::parse(l)));
         self.messages()
     }
 
