@@ -71,7 +71,11 @@ impl Broker {
 
     /// A client identifier for a client that sent an empty one (§3.1.3.1).
     pub(crate) fn generate_client_id(&self) -> String {
-        format!("musqratt-{:08x}-{}", self.id_salt as u32, self.new_session_id())
+        format!(
+            "musqratt-{:08x}-{}",
+            self.id_salt as u32,
+            self.new_session_id()
+        )
     }
 
     /// Topics that exist now: filters with subscribers plus topics with held
@@ -154,7 +158,9 @@ impl Broker {
     }
 
     pub(crate) fn schedule(&self, at: Instant, session_id: u64, cell: &Arc<SessionCell>) {
-        self.timers.lock().insert((at, session_id), Arc::clone(cell));
+        self.timers
+            .lock()
+            .insert((at, session_id), Arc::clone(cell));
     }
 
     /// A connection left its session (closed, taken over, or DISCONNECT).
@@ -248,10 +254,12 @@ impl Broker {
 
     pub(crate) fn publish_will(&self, will: Will, publisher: u64, now: Instant, out: &mut Output) {
         let p = will.properties;
-        let expiry = p.message_expiry_interval.or(match self.config.message_default_expiry_secs {
-            0 => None,
-            s => Some(s),
-        });
+        let expiry = p
+            .message_expiry_interval
+            .or(match self.config.message_default_expiry_secs {
+                0 => None,
+                s => Some(s),
+            });
         let msg = Message {
             topic: will.topic,
             payload: will.payload,

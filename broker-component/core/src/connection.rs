@@ -174,9 +174,13 @@ impl Connection {
             return;
         }
         match packet {
-            Packet::Connect(_) => {
-                self.protocol_violation(broker, ReasonCode::PROTOCOL_ERROR, "second CONNECT", now, out)
-            }
+            Packet::Connect(_) => self.protocol_violation(
+                broker,
+                ReasonCode::PROTOCOL_ERROR,
+                "second CONNECT",
+                now,
+                out,
+            ),
             Packet::Publish(p) => self.handle_publish(broker, p, now, out),
             Packet::PubAck(a) => self.handle_puback(broker, a, now, out),
             Packet::PubRec(a) => self.handle_pubrec(broker, a, now, out),
@@ -295,7 +299,10 @@ impl Connection {
     pub(crate) fn send(&mut self, broker: &Broker, packet: &Packet, out: &mut Output) {
         let before = out.transmit.len();
         encode(packet, self.version, &mut out.transmit);
-        Metrics::add(&broker.metrics.bytes_sent, (out.transmit.len() - before) as u64);
+        Metrics::add(
+            &broker.metrics.bytes_sent,
+            (out.transmit.len() - before) as u64,
+        );
     }
 
     fn send_disconnect(&mut self, broker: &Broker, reason: ReasonCode, out: &mut Output) {
@@ -316,7 +323,13 @@ impl Connection {
 
     /// Ends the connection. `abnormal`: publish the will (unless deleted by a
     /// normal DISCONNECT, which clears `self.will` before calling this).
-    pub(crate) fn close(&mut self, broker: &Broker, now: Instant, out: &mut Output, abnormal: bool) {
+    pub(crate) fn close(
+        &mut self,
+        broker: &Broker,
+        now: Instant,
+        out: &mut Output,
+        abnormal: bool,
+    ) {
         out.close = true;
         let was_connected = self.state == State::Connected;
         self.state = State::Closed;

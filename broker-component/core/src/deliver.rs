@@ -13,8 +13,18 @@ use crate::session::{Inflight, InflightState, Outgoing, Session};
 
 impl Connection {
     /// Sends queued messages while the inflight window has room.
-    pub(crate) fn drain(&mut self, broker: &Broker, s: &mut Session, now: Instant, out: &mut Output) {
-        let window = usize::from(self.client_receive_max.min(broker.config.max_inflight).max(1));
+    pub(crate) fn drain(
+        &mut self,
+        broker: &Broker,
+        s: &mut Session,
+        now: Instant,
+        out: &mut Output,
+    ) {
+        let window = usize::from(
+            self.client_receive_max
+                .min(broker.config.max_inflight)
+                .max(1),
+        );
         while let Some(front) = s.queue.front() {
             if front.msg.is_expired(now) {
                 s.queue.pop_front();
@@ -34,23 +44,44 @@ impl Connection {
                     QoS::AtLeastOnce => InflightState::AwaitPubAck,
                     _ => InflightState::AwaitPubRec,
                 };
-                s.inflight.push_back(Inflight { packet_id, out: o, state });
+                s.inflight.push_back(Inflight {
+                    packet_id,
+                    out: o,
+                    state,
+                });
             }
         }
     }
 
     /// On session resumption (§4.4): resend unacknowledged PUBLISH with DUP
     /// set and PUBREL for those already past PUBREC, in the original order.
-    pub(crate) fn redeliver(&mut self, broker: &Broker, s: &mut Session, now: Instant, out: &mut Output) {
+    pub(crate) fn redeliver(
+        &mut self,
+        broker: &Broker,
+        s: &mut Session,
+        now: Instant,
+        out: &mut Output,
+    ) {
         let mut i = 0;
         while i < s.inflight.len() {
             let inflight = s.inflight[i].clone();
             let keep = match inflight.state {
                 InflightState::AwaitPubComp => {
-                    self.send(broker, &Packet::PubRel(PubAck::new(inflight.packet_id)), out);
+                    self.send(
+                        broker,
+                        &Packet::PubRel(PubAck::new(inflight.packet_id)),
+                        out,
+                    );
                     true
                 }
-                _ => self.send_publish(broker, &inflight.out, Some(inflight.packet_id), true, now, out),
+                _ => self.send_publish(
+                    broker,
+                    &inflight.out,
+                    Some(inflight.packet_id),
+                    true,
+                    now,
+                    out,
+                ),
             };
             if keep {
                 i += 1;

@@ -11,29 +11,64 @@ use crate::connection::{Connection, Output};
 use crate::session::InflightState;
 
 impl Connection {
-    pub(crate) fn handle_puback(&mut self, broker: &Broker, a: PubAck, now: Instant, out: &mut Output) {
+    pub(crate) fn handle_puback(
+        &mut self,
+        broker: &Broker,
+        a: PubAck,
+        now: Instant,
+        out: &mut Output,
+    ) {
         self.complete(broker, a.packet_id, InflightState::AwaitPubAck, now, out);
     }
 
-    pub(crate) fn handle_pubcomp(&mut self, broker: &Broker, a: PubAck, now: Instant, out: &mut Output) {
+    pub(crate) fn handle_pubcomp(
+        &mut self,
+        broker: &Broker,
+        a: PubAck,
+        now: Instant,
+        out: &mut Output,
+    ) {
         self.complete(broker, a.packet_id, InflightState::AwaitPubComp, now, out);
     }
 
     /// Removes a finished inflight message and fills the window again.
-    fn complete(&mut self, broker: &Broker, id: u16, state: InflightState, now: Instant, out: &mut Output) {
-        let Some(session) = self.session.clone() else { return };
+    fn complete(
+        &mut self,
+        broker: &Broker,
+        id: u16,
+        state: InflightState,
+        now: Instant,
+        out: &mut Output,
+    ) {
+        let Some(session) = self.session.clone() else {
+            return;
+        };
         let mut s = session.lock();
-        match s.inflight.iter().position(|i| i.packet_id == id && i.state == state) {
+        match s
+            .inflight
+            .iter()
+            .position(|i| i.packet_id == id && i.state == state)
+        {
             Some(pos) => {
                 s.inflight.remove(pos);
                 self.drain(broker, &mut s, now, out);
             }
-            None => tracing::debug!(client = %self.client_id, id, "acknowledgement for an unknown packet id"),
+            None => {
+                tracing::debug!(client = %self.client_id, id, "acknowledgement for an unknown packet id")
+            }
         }
     }
 
-    pub(crate) fn handle_pubrec(&mut self, broker: &Broker, a: PubAck, now: Instant, out: &mut Output) {
-        let Some(session) = self.session.clone() else { return };
+    pub(crate) fn handle_pubrec(
+        &mut self,
+        broker: &Broker,
+        a: PubAck,
+        now: Instant,
+        out: &mut Output,
+    ) {
+        let Some(session) = self.session.clone() else {
+            return;
+        };
         let mut s = session.lock();
         let mut rel = PubAck::new(a.packet_id);
         match s.inflight.iter().position(|i| i.packet_id == a.packet_id) {
@@ -55,7 +90,9 @@ impl Connection {
     }
 
     pub(crate) fn handle_pubrel(&mut self, broker: &Broker, a: PubAck, out: &mut Output) {
-        let Some(session) = self.session.clone() else { return };
+        let Some(session) = self.session.clone() else {
+            return;
+        };
         let found = session.lock().incoming_qos2.remove(&a.packet_id);
         let mut comp = PubAck::new(a.packet_id);
         if !found && self.version.is_v5() {

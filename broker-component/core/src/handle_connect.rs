@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use musqratt_codec::{ConnAck, Connect, Packet, ProtocolVersion, Properties, ReasonCode};
+use musqratt_codec::{ConnAck, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
 
 use crate::broker::Broker;
 use crate::connection::{Connection, Output, State};
@@ -12,7 +12,13 @@ use crate::metrics::Metrics;
 use crate::session::Session;
 
 impl Connection {
-    pub(crate) fn handle_connect(&mut self, broker: &Broker, c: Connect, now: Instant, out: &mut Output) {
+    pub(crate) fn handle_connect(
+        &mut self,
+        broker: &Broker,
+        c: Connect,
+        now: Instant,
+        out: &mut Output,
+    ) {
         self.version = c.protocol;
         let v5 = c.protocol == ProtocolVersion::V5;
 
@@ -76,7 +82,8 @@ impl Connection {
                     if c.clean_start {
                         // Discard the old session: a fresh one replaces it.
                         let old_id = s.id;
-                        let filters: Vec<String> = s.subscriptions.drain().map(|(f, _)| f).collect();
+                        let filters: Vec<String> =
+                            s.subscriptions.drain().map(|(f, _)| f).collect();
                         s.queue.clear();
                         s.inflight.clear();
                         drop(s);

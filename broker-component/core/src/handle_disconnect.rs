@@ -9,7 +9,13 @@ use crate::broker::Broker;
 use crate::connection::{Connection, Output};
 
 impl Connection {
-    pub(crate) fn handle_disconnect(&mut self, broker: &Broker, d: Disconnect, now: Instant, out: &mut Output) {
+    pub(crate) fn handle_disconnect(
+        &mut self,
+        broker: &Broker,
+        d: Disconnect,
+        now: Instant,
+        out: &mut Output,
+    ) {
         if let Some(expiry) = d.properties.session_expiry_interval {
             if self.session_expiry == 0 && expiry != 0 {
                 // §3.14.2.2.2: cannot turn a zero expiry into a non-zero one.

@@ -12,10 +12,18 @@ use crate::message::Message;
 use crate::route::Routed;
 
 impl Connection {
-    pub(crate) fn handle_publish(&mut self, broker: &Broker, mut p: Publish, now: Instant, out: &mut Output) {
+    pub(crate) fn handle_publish(
+        &mut self,
+        broker: &Broker,
+        mut p: Publish,
+        now: Instant,
+        out: &mut Output,
+    ) {
         let topic = match self.resolve_topic_alias(broker, &mut p) {
             Ok(t) => t,
-            Err((reason, detail)) => return self.protocol_violation(broker, reason, detail, now, out),
+            Err((reason, detail)) => {
+                return self.protocol_violation(broker, reason, detail, now, out)
+            }
         };
         let packet_id = p.packet_id.unwrap_or(0);
         let qos = p.qos;
@@ -77,7 +85,10 @@ impl Connection {
     ) -> Result<String, (ReasonCode, &'static str)> {
         let Some(alias) = p.properties.topic_alias else {
             if p.topic.is_empty() {
-                return Err((ReasonCode::PROTOCOL_ERROR, "PUBLISH with an empty topic and no alias"));
+                return Err((
+                    ReasonCode::PROTOCOL_ERROR,
+                    "PUBLISH with an empty topic and no alias",
+                ));
             }
             return Ok(std::mem::take(&mut p.topic));
         };

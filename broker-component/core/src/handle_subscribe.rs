@@ -18,8 +18,16 @@ use crate::session::{Outgoing, SubscriptionRecord};
 use crate::topic_tree::Subscriber;
 
 impl Connection {
-    pub(crate) fn handle_subscribe(&mut self, broker: &Broker, sub: Subscribe, now: Instant, out: &mut Output) {
-        let Some(session) = self.session.clone() else { return };
+    pub(crate) fn handle_subscribe(
+        &mut self,
+        broker: &Broker,
+        sub: Subscribe,
+        now: Instant,
+        out: &mut Output,
+    ) {
+        let Some(session) = self.session.clone() else {
+            return;
+        };
         let v5 = self.version.is_v5();
         let sub_id = sub.properties.subscription_identifiers.first().copied();
         let mut codes = Vec::with_capacity(sub.filters.len());
@@ -29,7 +37,11 @@ impl Connection {
         for (filter, opts) in sub.filters {
             if topic::validate_topic_filter(&filter).is_err() {
                 tracing::debug!(client = %self.client_id, %filter, "invalid topic filter");
-                codes.push(if v5 { ReasonCode::TOPIC_FILTER_INVALID } else { ReasonCode::UNSPECIFIED_ERROR });
+                codes.push(if v5 {
+                    ReasonCode::TOPIC_FILTER_INVALID
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
                 continue;
             }
             let (group, plain) = split_shared(&filter);
@@ -50,10 +62,13 @@ impl Connection {
                 sub_id,
             };
             let is_new = broker.topics.write().subscribe(plain, group, subscriber);
-            session
-                .lock()
-                .subscriptions
-                .insert(filter.clone(), SubscriptionRecord { options: opts, sub_id });
+            session.lock().subscriptions.insert(
+                filter.clone(),
+                SubscriptionRecord {
+                    options: opts,
+                    sub_id,
+                },
+            );
             codes.push(ReasonCode(opts.qos.as_u8()));
             let send_retained = group.is_none()
                 && match opts.retain_handling {
@@ -102,15 +117,24 @@ impl Connection {
     }
 
     pub(crate) fn handle_unsubscribe(&mut self, broker: &Broker, u: Unsubscribe, out: &mut Output) {
-        let Some(session) = self.session.clone() else { return };
+        let Some(session) = self.session.clone() else {
+            return;
+        };
         let mut codes = Vec::with_capacity(u.filters.len());
         for filter in &u.filters {
             let existed = session.lock().subscriptions.remove(filter).is_some();
             if existed {
                 let (group, plain) = split_shared(filter);
-                broker.topics.write().unsubscribe(plain, group, self.session_id);
+                broker
+                    .topics
+                    .write()
+                    .unsubscribe(plain, group, self.session_id);
             }
-            codes.push(if existed { ReasonCode::SUCCESS } else { ReasonCode::NO_SUBSCRIPTION_EXISTED });
+            codes.push(if existed {
+                ReasonCode::SUCCESS
+            } else {
+                ReasonCode::NO_SUBSCRIPTION_EXISTED
+            });
         }
         let unsuback = UnsubAck {
             packet_id: u.packet_id,

@@ -93,7 +93,7 @@ impl Broker {
             match s.enqueue(outgoing, self.config.max_queued_messages) {
                 Ok(Some(conn)) => out.wakes.push(conn),
                 Ok(None) => {}
-                Err(()) => {
+                Err(_) => {
                     Metrics::add(&self.metrics.messages_dropped, 1);
                     tracing::debug!(client = %s.client_id, "queue full, message dropped");
                 }

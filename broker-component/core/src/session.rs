@@ -19,6 +19,10 @@ use crate::message::Message;
 
 pub type SessionCell = parking_lot::Mutex<Session>;
 
+/// The session's queue is at `limits.max_queued_messages`: the message was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull;
+
 /// One message waiting for (or in) the client's inflight window.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -99,15 +103,19 @@ impl Session {
     }
 
     /// Queues a message for the client. Returns the connection to wake, if the
-    /// session is online and no wake is outstanding. Returns `Err(())` when the
+    /// session is online and no wake is outstanding. Returns `Err(QueueFull)` when the
     /// queue is full (the message is dropped; the caller counts it).
-    pub fn enqueue(&mut self, out: Outgoing, max_queued: usize) -> Result<Option<ConnRef>, ()> {
+    pub fn enqueue(
+        &mut self,
+        out: Outgoing,
+        max_queued: usize,
+    ) -> Result<Option<ConnRef>, QueueFull> {
         if self.conn.is_none() && out.qos == QoS::AtMostOnce {
             // QoS 0 is not kept for offline sessions (as Mosquitto by default).
             return Ok(None);
         }
         if self.queue.len() >= max_queued {
-            return Err(());
+            return Err(QueueFull);
         }
         self.queue.push_back(out);
         Ok(self.wake())

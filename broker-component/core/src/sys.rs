@@ -30,11 +30,20 @@ impl Broker {
                 "$SYS/broker/uptime",
                 format!("{} seconds", now.duration_since(self.started).as_secs()),
             ),
-            ("$SYS/broker/clients/connected", counter(&m.clients_connected)),
+            (
+                "$SYS/broker/clients/connected",
+                counter(&m.clients_connected),
+            ),
             ("$SYS/broker/topics/count", self.topic_count().to_string()),
-            ("$SYS/broker/messages/received", counter(&m.messages_received)),
+            (
+                "$SYS/broker/messages/received",
+                counter(&m.messages_received),
+            ),
             ("$SYS/broker/messages/sent", counter(&m.messages_sent)),
-            ("$SYS/broker/messages/held", self.held_message_count().to_string()),
+            (
+                "$SYS/broker/messages/held",
+                self.held_message_count().to_string(),
+            ),
             ("$SYS/broker/messages/dropped", counter(&m.messages_dropped)),
             ("$SYS/broker/bytes/received", counter(&m.bytes_received)),
             ("$SYS/broker/bytes/sent", counter(&m.bytes_sent)),

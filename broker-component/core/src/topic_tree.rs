@@ -97,11 +97,23 @@ impl TopicTree {
     }
 
     /// Removes `session_id`'s subscription; prunes empty nodes. Returns true if it existed.
-    pub(crate) fn unsubscribe(&mut self, filter: &str, group: Option<&str>, session_id: u64) -> bool {
+    pub(crate) fn unsubscribe(
+        &mut self,
+        filter: &str,
+        group: Option<&str>,
+        session_id: u64,
+    ) -> bool {
         let levels: Vec<&str> = filter.split('/').collect();
         let mut removed = false;
         let mut lost_last = false;
-        remove_rec(&mut self.root, &levels, group, session_id, &mut removed, &mut lost_last);
+        remove_rec(
+            &mut self.root,
+            &levels,
+            group,
+            session_id,
+            &mut removed,
+            &mut lost_last,
+        );
         if lost_last {
             self.filters -= 1;
         }
@@ -224,8 +236,8 @@ fn pick_member(group: &SharedGroup) -> Option<&Subscriber> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use musqratt_codec::QoS;
     use crate::session::Session;
+    use musqratt_codec::QoS;
 
     fn sub(id: u64) -> Subscriber {
         Subscriber {
