@@ -27,6 +27,35 @@ impl Connection {
         };
         let packet_id = p.packet_id.unwrap_or(0);
         let qos = p.qos;
+        if !p.properties.subscription_identifiers.is_empty() {
+            // §3.3.4: only the server sets Subscription Identifiers.
+            return self.protocol_violation(
+                broker,
+                ReasonCode::PROTOCOL_ERROR,
+                "PUBLISH from a client with a Subscription Identifier",
+                now,
+                out,
+            );
+        }
+        if p.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&p.payload).is_err()
+        {
+            // §3.3.2.3.2: the payload claims to be UTF-8 and is not.
+            tracing::info!(client = %self.client_id, %topic, "PUBLISH payload is not the UTF-8 its Payload Format Indicator claims");
+            let mut ack = PubAck::new(packet_id);
+            ack.reason_code = ReasonCode::PAYLOAD_FORMAT_INVALID;
+            return match qos {
+                QoS::AtMostOnce => self.protocol_violation(
+                    broker,
+                    ReasonCode::PAYLOAD_FORMAT_INVALID,
+                    "invalid UTF-8 payload with Payload Format Indicator 1",
+                    now,
+                    out,
+                ),
+                QoS::AtLeastOnce => self.send(broker, &Packet::PubAck(ack), out),
+                QoS::ExactlyOnce => self.send(broker, &Packet::PubRec(ack), out),
+            };
+        }
 
         // Clients may not inject broker statistics.
         let reserved = topic.starts_with("$SYS/") || topic == "$SYS";

@@ -368,3 +368,29 @@ fn unsubscribe_and_normal_disconnect() {
     assert!(h.is_closed(c));
     let _ = PubAck::new(1);
 }
+
+#[test]
+fn payload_format_indicator_is_checked_and_client_subscription_ids_refused() {
+    let mut h = Harness::new();
+    let sub = h.connect(V5, "sub");
+    h.subscribe(sub, "pf", QoS::AtLeastOnce);
+    let publ = h.connect(V5, "pub");
+    let mut p = publish("pf", "", QoS::AtLeastOnce, false);
+    p.payload = bytes::Bytes::from_static(&[0xff, 0xfe]);
+    p.properties.payload_format_indicator = Some(1);
+    h.send(publ, Packet::Publish(p));
+    assert!(
+        matches!(&h.recv(publ)[..], [Packet::PubAck(a)] if a.reason_code == ReasonCode::PAYLOAD_FORMAT_INVALID)
+    );
+    assert!(
+        h.recv(sub).is_empty(),
+        "an invalid payload is not forwarded"
+    );
+
+    let mut p = publish("pf", "x", QoS::AtMostOnce, false);
+    p.properties.subscription_identifiers = vec![3];
+    h.send(publ, Packet::Publish(p));
+    assert!(
+        matches!(&h.recv(publ)[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::PROTOCOL_ERROR)
+    );
+}
