@@ -170,7 +170,7 @@ impl Broker {
         cell: &Arc<SessionCell>,
         conn: ConnRef,
         expiry: u32,
-        will: Option<Will>,
+        will: Option<Box<Will>>,
         now: Instant,
         out: &mut Output,
     ) {
@@ -252,7 +252,14 @@ impl Broker {
         }
     }
 
-    pub(crate) fn publish_will(&self, will: Will, publisher: u64, now: Instant, out: &mut Output) {
+    pub(crate) fn publish_will(
+        &self,
+        will: Box<Will>,
+        publisher: u64,
+        now: Instant,
+        out: &mut Output,
+    ) {
+        let will = *will;
         let p = will.properties;
         let expiry = p
             .message_expiry_interval
@@ -265,14 +272,7 @@ impl Broker {
             payload: will.payload,
             qos: will.qos,
             retain: will.retain,
-            properties: musqratt_codec::Properties {
-                payload_format_indicator: p.payload_format_indicator,
-                content_type: p.content_type,
-                response_topic: p.response_topic,
-                correlation_data: p.correlation_data,
-                user_properties: p.user_properties,
-                ..Default::default()
-            },
+            properties: Message::forwarded_properties(p),
             expires_at: expiry.map(|s| now + Duration::from_secs(u64::from(s))),
             publisher,
         };

@@ -77,7 +77,8 @@ pub struct Connection {
     pub(crate) session: Option<Arc<SessionCell>>,
     pub(crate) session_id: u64,
     pub(crate) client_id: Arc<str>,
-    pub(crate) will: Option<Will>,
+    /// Boxed: most clients have none, and a `Will` is ~400 bytes.
+    pub(crate) will: Option<Box<Will>>,
     /// Session Expiry Interval requested at CONNECT (may change at DISCONNECT).
     pub(crate) session_expiry: u32,
     /// Limits the client declared in CONNECT (v5), defaults otherwise.

@@ -105,7 +105,7 @@ impl Connection {
     ) -> bool {
         let msg = &o.msg;
         let properties = if self.version.is_v5() {
-            let mut p = msg.properties.clone();
+            let mut p = msg.properties.as_deref().cloned().unwrap_or_default();
             p.message_expiry_interval = msg.remaining_expiry(now);
             p.subscription_identifiers.clone_from(&o.sub_ids);
             p

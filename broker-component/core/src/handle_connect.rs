@@ -63,7 +63,7 @@ impl Connection {
             self.client_max_packet = c.properties.maximum_packet_size.unwrap_or(u32::MAX);
             self.client_alias_max = c.properties.topic_alias_maximum.unwrap_or(0);
         }
-        self.will = c.will;
+        self.will = c.will.map(Box::new);
         self.client_id = Arc::clone(&client_id);
 
         // Bind the session: take over a connected one, resume or discard a stored one.

@@ -17,7 +17,8 @@ pub struct Message {
     /// Only the properties a broker forwards unchanged (§3.3.2.3): payload
     /// format, content type, response topic, correlation data, user properties.
     /// Expiry, topic alias and subscription identifiers are per delivery.
-    pub properties: Properties,
+    /// `None` when there are none (the common case): keeps a queued message small.
+    pub properties: Option<Box<Properties>>,
     /// When the Message Expiry Interval runs out (None = never).
     pub expires_at: Option<Instant>,
     /// Session id of the publisher, for No Local (0 = the broker itself).
@@ -44,17 +45,23 @@ impl Message {
             payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
-            properties: Properties {
-                payload_format_indicator: p.payload_format_indicator,
-                content_type: p.content_type,
-                response_topic: p.response_topic,
-                correlation_data: p.correlation_data,
-                user_properties: p.user_properties,
-                ..Properties::default()
-            },
+            properties: Message::forwarded_properties(p),
             expires_at: expiry.map(|s| now + Duration::from_secs(u64::from(s))),
             publisher,
         }
+    }
+
+    /// Keeps only the properties forwarded unchanged to subscribers.
+    pub fn forwarded_properties(p: Properties) -> Option<Box<Properties>> {
+        let kept = Properties {
+            payload_format_indicator: p.payload_format_indicator,
+            content_type: p.content_type,
+            response_topic: p.response_topic,
+            correlation_data: p.correlation_data,
+            user_properties: p.user_properties,
+            ..Properties::default()
+        };
+        (!kept.is_empty()).then(|| Box::new(kept))
     }
 
     pub fn is_expired(&self, now: Instant) -> bool {

@@ -81,7 +81,7 @@ pub struct Session {
     /// Set while offline with a finite expiry.
     pub expires_at: Option<Instant>,
     /// A will waiting for its Will Delay Interval after the connection closed.
-    pub pending_will: Option<(Instant, Will)>,
+    pub pending_will: Option<(Instant, Box<Will>)>,
 }
 
 impl Session {

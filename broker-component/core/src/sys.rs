@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use musqratt_codec::{Properties, QoS};
+use musqratt_codec::QoS;
 
 use crate::broker::Broker;
 use crate::connection::Output;
@@ -54,7 +54,7 @@ impl Broker {
                 payload: Bytes::from(value),
                 qos: QoS::AtMostOnce,
                 retain: true,
-                properties: Properties::default(),
+                properties: None,
                 expires_at: None,
                 publisher: 0,
             };
