@@ -1,0 +1,535 @@
+//! The server's settings: defaults, the TOML file of DESIGN.md §5, and the
+//! mapping into the protocol core's [`BrokerConfig`].
+//!
+//! The file is read with `toml_edit` (not serde) because every error must name
+//! the file, the line, the key and what was expected; walking the document by
+//! hand keeps each key's span at hand and makes unknown keys plain errors.
+//! Settings the broker cannot honour yet are rejected ("not supported yet")
+//! rather than silently ignored.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::{Range, RangeInclusive};
+use std::path::{Path, PathBuf};
+
+use musqratt_core::BrokerConfig;
+use toml_edit::{Item, Key, TableLike, Value};
+
+/// Everything `serve` needs, after defaults, the file and the flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub listeners: Vec<SocketAddr>,
+    pub storage_dir: PathBuf,
+    pub in_memory: bool,
+    pub hold_enabled: bool,
+    pub hold_max_messages_per_topic: usize,
+    pub session_default_expiry_secs: u32,
+    pub max_keepalive_secs: u16,
+    pub message_default_expiry_secs: u32,
+    pub max_packet_size: u32,
+    /// 0 = unlimited.
+    pub max_connections: usize,
+    pub max_inflight: u16,
+    /// 0 = unlimited.
+    pub max_queued_messages: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let core = BrokerConfig::default();
+        Settings {
+            listeners: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            storage_dir: PathBuf::from("musqratt-data"),
+            in_memory: false,
+            hold_enabled: core.hold_enabled,
+            hold_max_messages_per_topic: core.hold_max_messages_per_topic,
+            session_default_expiry_secs: core.session_default_expiry_secs,
+            max_keepalive_secs: core.max_keepalive_secs,
+            message_default_expiry_secs: core.message_default_expiry_secs,
+            max_packet_size: core.max_packet_size,
+            max_connections: 0,
+            max_inflight: core.max_inflight,
+            max_queued_messages: core.max_queued_messages,
+        }
+    }
+}
+
+impl Settings {
+    /// The protocol core's view of these settings.
+    pub fn broker_config(&self) -> BrokerConfig {
+        BrokerConfig {
+            hold_enabled: self.hold_enabled,
+            hold_max_messages_per_topic: self.hold_max_messages_per_topic,
+            session_default_expiry_secs: self.session_default_expiry_secs,
+            max_keepalive_secs: self.max_keepalive_secs,
+            message_default_expiry_secs: self.message_default_expiry_secs,
+            max_packet_size: self.max_packet_size,
+            max_inflight: self.max_inflight,
+            max_queued_messages: match self.max_queued_messages {
+                0 => usize::MAX,
+                n => n,
+            },
+            ..BrokerConfig::default()
+        }
+    }
+
+    /// Reads `path` over the defaults.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        Settings::parse(&path.display().to_string(), &src)
+    }
+
+    /// Parses a config file's text; `file` names it in error messages.
+    pub fn parse(file: &str, src: &str) -> Result<Settings, ConfigError> {
+        let doc = toml_edit::Document::parse(src).map_err(|e| {
+            let line = line_of(src, e.span());
+            ConfigError(format!(
+                "{file}:{line}: invalid TOML: {}",
+                e.message().trim()
+            ))
+        })?;
+        let cx = Cx { file, src };
+        let mut s = Settings::default();
+        for (key, item) in entries(doc.as_table()) {
+            match key.get() {
+                "listener" => s.listeners = cx.listeners(key, item)?,
+                "storage" => cx.storage(key, item, &mut s)?,
+                "auth" => cx.auth(key, item)?,
+                "network" => cx.network(key, item)?,
+                "hold" => cx.hold(key, item, &mut s)?,
+                "session" => cx.session(key, item, &mut s)?,
+                "message" => cx.message(key, item, &mut s)?,
+                "limits" => cx.limits(key, item, &mut s)?,
+                other => return Err(cx.unknown(key, other, TOP_LEVEL)),
+            }
+        }
+        Ok(s)
+    }
+}
+
+const TOP_LEVEL: &[&str] = &[
+    "listener", "storage", "auth", "network", "hold", "session", "message", "limits",
+];
+
+/// A rejected configuration; the message is complete (file, line, key, expectation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn line_of(src: &str, span: Option<Range<usize>>) -> usize {
+    let at = span.map_or(0, |r| r.start.min(src.len()));
+    src.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// A table's entries with their keys (the key carries the span of its line).
+fn entries(t: &dyn TableLike) -> Vec<(&Key, &Item)> {
+    t.iter().filter_map(|(k, _)| t.get_key_value(k)).collect()
+}
+
+/// How a value looks in an error message: strings quoted, as written.
+fn shown(item: &Item) -> String {
+    match item {
+        Item::Value(v) => match v {
+            Value::Array(_) => "an array".into(),
+            Value::InlineTable(_) => "a table".into(),
+            Value::String(s) => format!("{:?}", s.value()),
+            Value::Integer(i) => i.value().to_string(),
+            Value::Float(f) => f.value().to_string(),
+            Value::Boolean(b) => b.value().to_string(),
+            Value::Datetime(d) => d.value().to_string(),
+        },
+        Item::Table(_) => "a table".into(),
+        Item::ArrayOfTables(_) => "an array of tables".into(),
+        Item::None => "nothing".into(),
+    }
+}
+
+/// Error-reporting context: the file's name and text.
+struct Cx<'a> {
+    file: &'a str,
+    src: &'a str,
+}
+
+impl Cx<'_> {
+    fn err(&self, span: Option<Range<usize>>, path: &str, msg: impl fmt::Display) -> ConfigError {
+        let line = line_of(self.src, span);
+        ConfigError(format!("{}:{line}: key '{path}': {msg}", self.file))
+    }
+
+    fn at(&self, key: &Key, item: &Item, path: &str, msg: impl fmt::Display) -> ConfigError {
+        self.err(item.span().or_else(|| key.span()), path, msg)
+    }
+
+    fn unknown(&self, key: &Key, path: &str, known: &[&str]) -> ConfigError {
+        self.err(
+            key.span(),
+            path,
+            format_args!("unknown key (expected one of: {})", known.join(", ")),
+        )
+    }
+
+    fn not_supported(&self, key: &Key, path: &str, what: &str) -> ConfigError {
+        self.err(
+            key.span(),
+            path,
+            format_args!("{what} is not supported yet"),
+        )
+    }
+
+    fn table<'i>(
+        &self,
+        key: &Key,
+        item: &'i Item,
+        path: &str,
+    ) -> Result<&'i dyn TableLike, ConfigError> {
+        item.as_table_like().ok_or_else(|| {
+            self.at(
+                key,
+                item,
+                path,
+                format_args!("expected a table, found {}", shown(item)),
+            )
+        })
+    }
+
+    fn int(
+        &self,
+        key: &Key,
+        item: &Item,
+        path: &str,
+        range: RangeInclusive<i64>,
+    ) -> Result<i64, ConfigError> {
+        match item.as_integer() {
+            Some(v) if range.contains(&v) => Ok(v),
+            _ => Err(self.at(
+                key,
+                item,
+                path,
+                format_args!(
+                    "expected an integer {}..={}, found {}",
+                    range.start(),
+                    range.end(),
+                    shown(item)
+                ),
+            )),
+        }
+    }
+
+    fn boolean(&self, key: &Key, item: &Item, path: &str) -> Result<bool, ConfigError> {
+        item.as_bool().ok_or_else(|| {
+            self.at(
+                key,
+                item,
+                path,
+                format_args!("expected true or false, found {}", shown(item)),
+            )
+        })
+    }
+
+    fn string<'i>(&self, key: &Key, item: &'i Item, path: &str) -> Result<&'i str, ConfigError> {
+        item.as_str().ok_or_else(|| {
+            self.at(
+                key,
+                item,
+                path,
+                format_args!("expected a string, found {}", shown(item)),
+            )
+        })
+    }
+
+    fn listeners(&self, key: &Key, item: &Item) -> Result<Vec<SocketAddr>, ConfigError> {
+        // `[[listener]]` tables, or `listener = [{ bind = ... }]`.
+        let tables: Vec<&dyn TableLike> = if let Some(a) = item.as_array_of_tables() {
+            a.iter().map(|t| t as &dyn TableLike).collect()
+        } else if let Some(a) = item.as_array() {
+            let mut v = Vec::new();
+            for t in a.iter() {
+                match t.as_inline_table() {
+                    Some(t) => v.push(t as &dyn TableLike),
+                    None => {
+                        return Err(self.at(
+                            key,
+                            item,
+                            "listener",
+                            "expected an array of tables ([[listener]])",
+                        ))
+                    }
+                }
+            }
+            v
+        } else {
+            return Err(self.at(
+                key,
+                item,
+                "listener",
+                format_args!(
+                    "expected an array of tables ([[listener]]), found {}",
+                    shown(item)
+                ),
+            ));
+        };
+        let mut out = Vec::new();
+        for t in tables {
+            let mut bind = None;
+            for (k, v) in entries(t) {
+                match k.get() {
+                    "bind" => {
+                        let s = self.string(k, v, "listener.bind")?;
+                        bind = Some(s.parse::<SocketAddr>().map_err(|_| {
+                            self.at(
+                                k,
+                                v,
+                                "listener.bind",
+                                format_args!("expected an address ADDR:PORT, found {}", shown(v)),
+                            )
+                        })?);
+                    }
+                    "protocol" => match self.string(k, v, "listener.protocol")? {
+                        "mqtt" => {}
+                        "websocket" => {
+                            return Err(self.not_supported(
+                                k,
+                                "listener.protocol",
+                                "protocol \"websocket\"",
+                            ))
+                        }
+                        _ => {
+                            return Err(self.at(
+                                k,
+                                v,
+                                "listener.protocol",
+                                format_args!(
+                                    "expected \"mqtt\" or \"websocket\", found {}",
+                                    shown(v)
+                                ),
+                            ))
+                        }
+                    },
+                    "tls" => return Err(self.not_supported(k, "listener.tls", "TLS")),
+                    other => {
+                        return Err(self.unknown(
+                            k,
+                            &format!("listener.{other}"),
+                            &["bind", "protocol", "tls"],
+                        ))
+                    }
+                }
+            }
+            // The table's own span is its header line.
+            let span = t
+                .iter()
+                .next()
+                .and_then(|(k, _)| t.get_key_value(k))
+                .and_then(|(k, _)| k.span());
+            out.push(bind.ok_or_else(|| {
+                self.err(
+                    span.or(key.span()),
+                    "listener.bind",
+                    "missing (every [[listener]] needs a bind address)",
+                )
+            })?);
+        }
+        Ok(out)
+    }
+
+    fn storage(&self, key: &Key, item: &Item, s: &mut Settings) -> Result<(), ConfigError> {
+        for (k, v) in entries(self.table(key, item, "storage")?) {
+            match k.get() {
+                "dir" => s.storage_dir = PathBuf::from(self.string(k, v, "storage.dir")?),
+                "in_memory" => s.in_memory = self.boolean(k, v, "storage.in_memory")?,
+                other => {
+                    return Err(self.unknown(k, &format!("storage.{other}"), &["dir", "in_memory"]))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn auth(&self, key: &Key, item: &Item) -> Result<(), ConfigError> {
+        for (k, v) in entries(self.table(key, item, "auth")?) {
+            match k.get() {
+                // Anonymous access is all there is until authentication lands.
+                "allow_anonymous" => {
+                    if !self.boolean(k, v, "auth.allow_anonymous")? {
+                        return Err(self.not_supported(
+                            k,
+                            "auth.allow_anonymous",
+                            "allow_anonymous = false (authentication)",
+                        ));
+                    }
+                }
+                "password_file" => {
+                    return Err(self.not_supported(k, "auth.password_file", "password_file"))
+                }
+                "acl_file" => return Err(self.not_supported(k, "auth.acl_file", "acl_file")),
+                other => {
+                    return Err(self.unknown(
+                        k,
+                        &format!("auth.{other}"),
+                        &["allow_anonymous", "password_file", "acl_file"],
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn network(&self, key: &Key, item: &Item) -> Result<(), ConfigError> {
+        for (k, v) in entries(self.table(key, item, "network")?) {
+            match k.get() {
+                "stack" => match self.string(k, v, "network.stack")? {
+                    "kernel" => {}
+                    "lwip-dpdk" => {
+                        return Err(self.not_supported(k, "network.stack", "stack \"lwip-dpdk\""))
+                    }
+                    _ => {
+                        return Err(self.at(
+                            k,
+                            v,
+                            "network.stack",
+                            format_args!(
+                                "expected \"kernel\" or \"lwip-dpdk\", found {}",
+                                shown(v)
+                            ),
+                        ))
+                    }
+                },
+                "ip" | "gateway" | "eal_args" => {
+                    return Err(self.not_supported(
+                        k,
+                        &format!("network.{}", k.get()),
+                        "the lwip-dpdk stack",
+                    ))
+                }
+                other => {
+                    return Err(self.unknown(
+                        k,
+                        &format!("network.{other}"),
+                        &["stack", "ip", "gateway", "eal_args"],
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn hold(&self, key: &Key, item: &Item, s: &mut Settings) -> Result<(), ConfigError> {
+        for (k, v) in entries(self.table(key, item, "hold")?) {
+            match k.get() {
+                "enabled" => s.hold_enabled = self.boolean(k, v, "hold.enabled")?,
+                "max_messages_per_topic" => {
+                    s.hold_max_messages_per_topic =
+                        self.int(k, v, "hold.max_messages_per_topic", 0..=i64::from(u32::MAX))?
+                            as usize
+                }
+                other => {
+                    return Err(self.unknown(
+                        k,
+                        &format!("hold.{other}"),
+                        &["enabled", "max_messages_per_topic"],
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn session(&self, key: &Key, item: &Item, s: &mut Settings) -> Result<(), ConfigError> {
+        for (k, v) in entries(self.table(key, item, "session")?) {
+            match k.get() {
+                "default_expiry_secs" => {
+                    s.session_default_expiry_secs =
+                        self.int(k, v, "session.default_expiry_secs", 0..=i64::from(u32::MAX))?
+                            as u32
+                }
+                "max_keepalive_secs" => {
+                    s.max_keepalive_secs =
+                        self.int(k, v, "session.max_keepalive_secs", 0..=i64::from(u16::MAX))?
+                            as u16
+                }
+                other => {
+                    return Err(self.unknown(
+                        k,
+                        &format!("session.{other}"),
+                        &["default_expiry_secs", "max_keepalive_secs"],
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn message(&self, key: &Key, item: &Item, s: &mut Settings) -> Result<(), ConfigError> {
+        for (k, v) in entries(self.table(key, item, "message")?) {
+            match k.get() {
+                "default_expiry_secs" => {
+                    s.message_default_expiry_secs =
+                        self.int(k, v, "message.default_expiry_secs", 0..=i64::from(u32::MAX))?
+                            as u32
+                }
+                other => {
+                    return Err(self.unknown(
+                        k,
+                        &format!("message.{other}"),
+                        &["default_expiry_secs"],
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn limits(&self, key: &Key, item: &Item, s: &mut Settings) -> Result<(), ConfigError> {
+        const KNOWN: &[&str] = &[
+            "max_packet_size",
+            "max_connections",
+            "max_inflight",
+            "max_queued_messages",
+            "max_memory_mb",
+        ];
+        for (k, v) in entries(self.table(key, item, "limits")?) {
+            match k.get() {
+                "max_packet_size" => {
+                    // Smallest useful: a CONNECT with an empty client id is 14 bytes.
+                    let max = i64::from(musqratt_codec::MAX_REMAINING_LENGTH as u32);
+                    s.max_packet_size = self.int(k, v, "limits.max_packet_size", 16..=max)? as u32
+                }
+                "max_connections" => {
+                    s.max_connections =
+                        self.int(k, v, "limits.max_connections", 0..=i64::from(u32::MAX))? as usize
+                }
+                "max_inflight" => {
+                    s.max_inflight =
+                        self.int(k, v, "limits.max_inflight", 1..=i64::from(u16::MAX))? as u16
+                }
+                "max_queued_messages" => {
+                    s.max_queued_messages =
+                        self.int(k, v, "limits.max_queued_messages", 0..=i64::from(u32::MAX))?
+                            as usize
+                }
+                "max_memory_mb" => {
+                    if self.int(k, v, "limits.max_memory_mb", 0..=i64::from(u32::MAX))? != 0 {
+                        return Err(self.not_supported(
+                            k,
+                            "limits.max_memory_mb",
+                            "a global memory cap (max_memory_mb other than 0)",
+                        ));
+                    }
+                }
+                other => return Err(self.unknown(k, &format!("limits.{other}"), KNOWN)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+//! Config errors must carry the file, the line and the key.
+
+use super::*;
+
+fn err(src: &str) -> String {
+    Settings::parse("musqratt.toml", src)
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    assert_eq!(Settings::parse("f", "").unwrap(), Settings::default());
+}
+
+#[test]
+fn full_file_parses() {
+    let s = Settings::parse(
+        "f",
+        r#"
+[[listener]]
+bind = "127.0.0.1:1884"
+protocol = "mqtt"
+
+[[listener]]
+bind = "[::1]:1885"
+
+[storage]
+dir = "data"
+in_memory = true
+
+[auth]
+allow_anonymous = true
+
+[network]
+stack = "kernel"
+
+[hold]
+enabled = false
+max_messages_per_topic = 10
+
+[session]
+default_expiry_secs = 60
+max_keepalive_secs = 30
+
+[message]
+default_expiry_secs = 5
+
+[limits]
+max_packet_size = 1024
+max_connections = 100
+max_inflight = 8
+max_queued_messages = 0
+max_memory_mb = 0
+"#,
+    )
+    .unwrap();
+    assert_eq!(s.listeners.len(), 2);
+    assert_eq!(s.listeners[0].port(), 1884);
+    assert!(s.in_memory && !s.hold_enabled);
+    assert_eq!(s.hold_max_messages_per_topic, 10);
+    assert_eq!(s.max_keepalive_secs, 30);
+    assert_eq!(s.max_inflight, 8);
+    assert_eq!(s.max_connections, 100);
+    let core = s.broker_config();
+    assert_eq!(core.max_queued_messages, usize::MAX, "0 = unlimited");
+    assert_eq!(core.max_packet_size, 1024);
+    assert_eq!(core.message_default_expiry_secs, 5);
+}
+
+#[test]
+fn bad_integer_names_line_key_and_expectation() {
+    let e = err("[limits]\nmax_connections = 5\n\n\n\n\nmax_inflight = \"abc\"\n");
+    assert_eq!(
+        e,
+        "musqratt.toml:7: key 'limits.max_inflight': expected an integer 1..=65535, found \"abc\""
+    );
+}
+
+#[test]
+fn out_of_range_integer() {
+    let e = err("[limits]\nmax_inflight = 0\n");
+    assert!(
+        e.starts_with("musqratt.toml:2: key 'limits.max_inflight'"),
+        "{e}"
+    );
+    assert!(e.contains("found 0"), "{e}");
+}
+
+#[test]
+fn unknown_key_is_an_error() {
+    let e = err("[hold]\nenabled = true\nmax_per_topic = 3\n");
+    assert!(
+        e.starts_with("musqratt.toml:3: key 'hold.max_per_topic': unknown key"),
+        "{e}"
+    );
+    assert!(e.contains("max_messages_per_topic"), "{e}");
+}
+
+#[test]
+fn unknown_table_is_an_error() {
+    let e = err("\n[holdd]\nenabled = true\n");
+    assert!(
+        e.starts_with("musqratt.toml:2: key 'holdd': unknown key"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_type_bool() {
+    let e = err("[storage]\nin_memory = \"yes\"\n");
+    assert_eq!(
+        e,
+        "musqratt.toml:2: key 'storage.in_memory': expected true or false, found \"yes\""
+    );
+}
+
+#[test]
+fn bad_bind_address() {
+    let e = err("[[listener]]\nbind = \"localhost\"\n");
+    assert!(
+        e.starts_with("musqratt.toml:2: key 'listener.bind': expected an address"),
+        "{e}"
+    );
+}
+
+#[test]
+fn listener_without_bind() {
+    let e = err("[[listener]]\nprotocol = \"mqtt\"\n");
+    assert!(e.contains("key 'listener.bind': missing"), "{e}");
+}
+
+#[test]
+fn unsupported_settings_are_rejected() {
+    for (src, key, line) in [
+        (
+            "[[listener]]\nbind = \"127.0.0.1:1\"\nprotocol = \"websocket\"\n",
+            "listener.protocol",
+            3,
+        ),
+        (
+            "[[listener]]\nbind = \"127.0.0.1:1\"\ntls = { cert = \"a\", key = \"b\" }\n",
+            "listener.tls",
+            3,
+        ),
+        ("[network]\nstack = \"lwip-dpdk\"\n", "network.stack", 2),
+        (
+            "[auth]\npassword_file = \"passwd\"\n",
+            "auth.password_file",
+            2,
+        ),
+        ("[auth]\nacl_file = \"acl\"\n", "auth.acl_file", 2),
+        (
+            "[auth]\nallow_anonymous = false\n",
+            "auth.allow_anonymous",
+            2,
+        ),
+        ("[limits]\nmax_memory_mb = 64\n", "limits.max_memory_mb", 2),
+    ] {
+        let e = err(src);
+        let want = format!("musqratt.toml:{line}: key '{key}': ");
+        assert!(e.starts_with(&want), "{e}");
+        assert!(e.ends_with("not supported yet"), "{e}");
+    }
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let e = err("[limits]\nmax_inflight = = 3\n");
+    assert!(e.starts_with("musqratt.toml:2: invalid TOML"), "{e}");
+}
+
+#[test]
+fn section_must_be_a_table() {
+    let e = err("hold = 3\n");
+    assert_eq!(e, "musqratt.toml:1: key 'hold': expected a table, found 3");
+}

@@ -1,0 +1,168 @@
+//! One accepted socket as a worker holds it: the socket, the core's protocol
+//! state, and buffers that exist only while they hold bytes.
+//!
+//! An idle connection owns no buffer (`pending_in` and `pending_out` are
+//! `None`): reads go through the worker's shared read buffer, and bytes are
+//! copied out of it only when a packet is split across reads. Writes go
+//! straight from the worker's `Output` to the socket; only what the socket
+//! refuses is copied into `pending_out`. See docs/architecture.md.
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use mio::net::TcpStream;
+use musqratt_core::{Broker, Connection};
+
+pub struct Conn {
+    pub stream: TcpStream,
+    pub core: Connection,
+    /// The start of a packet not complete yet (bytes the core did not consume).
+    pending_in: Option<Vec<u8>>,
+    /// Bytes the socket did not accept yet; WRITABLE will flush them.
+    pending_out: Option<BytesMut>,
+    /// The core asked to close: close as soon as `pending_out` drains.
+    pub closing: bool,
+    /// A wake arrived while `pending_out` was not empty. It is handled once the
+    /// socket drains, so a slow reader's messages wait in its session queue
+    /// (bounded by the core) instead of piling up in `pending_out`.
+    pub wake_deferred: bool,
+}
+
+/// What a read attempt found.
+pub enum ReadOutcome {
+    /// The socket has no more bytes for now.
+    Drained,
+    /// Bytes were read and handed to the core.
+    Data,
+    /// End of stream, or a socket error.
+    Closed,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, core: Connection) -> Conn {
+        Conn {
+            stream,
+            core,
+            pending_in: None,
+            pending_out: None,
+            closing: false,
+            wake_deferred: false,
+        }
+    }
+
+    /// Reads once into the worker's buffer and feeds the core.
+    pub fn read_once(
+        &mut self,
+        buf: &mut [u8],
+        broker: &Broker,
+        now: Instant,
+        out: &mut musqratt_core::Output,
+    ) -> ReadOutcome {
+        loop {
+            return match self.stream.read(buf) {
+                Ok(0) => ReadOutcome::Closed,
+                Ok(n) => {
+                    self.feed(broker, &buf[..n], now, out);
+                    ReadOutcome::Data
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Drained,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::debug!("read error: {e}");
+                    ReadOutcome::Closed
+                }
+            };
+        }
+    }
+
+    /// Hands received bytes to the core, keeping an incomplete packet's bytes
+    /// for the next read (the core consumes whole packets only).
+    fn feed(
+        &mut self,
+        broker: &Broker,
+        data: &[u8],
+        now: Instant,
+        out: &mut musqratt_core::Output,
+    ) {
+        match self.pending_in.take() {
+            None => {
+                let used = self.core.handle_bytes(broker, data, now, out);
+                if used < data.len() && !self.core.is_closed() {
+                    self.pending_in = Some(data[used..].to_vec());
+                }
+            }
+            Some(mut held) => {
+                held.extend_from_slice(data);
+                let used = self.core.handle_bytes(broker, &held, now, out);
+                if used < held.len() && !self.core.is_closed() {
+                    held.drain(..used);
+                    self.pending_in = Some(held);
+                }
+                // Otherwise `held` is dropped: the buffer goes back to the allocator.
+            }
+        }
+    }
+
+    /// Sends `transmit` (taking its bytes): directly when nothing is pending,
+    /// else behind the pending bytes, which WRITABLE flushes in order.
+    pub fn send(&mut self, transmit: &mut BytesMut) -> io::Result<()> {
+        if transmit.is_empty() {
+            return Ok(());
+        }
+        if let Some(pending) = &mut self.pending_out {
+            pending.extend_from_slice(transmit);
+            transmit.clear();
+            return Ok(());
+        }
+        let written = write_some(&mut self.stream, transmit);
+        let result = match written {
+            Ok(n) if n < transmit.len() => {
+                self.pending_out = Some(BytesMut::from(&transmit[n..]));
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        transmit.clear();
+        result
+    }
+
+    /// Writes pending bytes after WRITABLE; frees the buffer once empty.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(pending) = &mut self.pending_out {
+            let n = write_some(&mut self.stream, pending)?;
+            pending.advance(n);
+            if pending.is_empty() {
+                self.pending_out = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// No bytes waiting for the socket.
+    pub fn out_idle(&self) -> bool {
+        self.pending_out.is_none()
+    }
+
+    /// Gives up on unsent bytes (the socket failed).
+    pub fn discard_out(&mut self) {
+        self.pending_out = None;
+    }
+}
+
+/// Writes as much as the socket takes; `Ok(n)` short of `buf.len()` means it
+/// would block (WRITABLE will tell when to go on).
+fn write_some(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match stream.write(&buf[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}

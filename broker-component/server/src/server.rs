@@ -1,0 +1,165 @@
+//! `serve`: binds the listeners, starts the workers, and runs the acceptor on
+//! the main thread (listeners + signals in one mio poll). Accepted sockets go
+//! round robin to the workers' inboxes.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use musqratt_core::Broker;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::Settings;
+use crate::worker::{Inbox, Msg, Shared, Worker, WAKER};
+
+const SIGNALS: Token = Token(usize::MAX);
+/// The default backlog drops SYNs under a connect burst (notes/memory.md).
+const BACKLOG: i32 = 4096;
+
+pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
+    if !settings.in_memory {
+        // No store is wired in yet: say so rather than pretend durability.
+        tracing::warn!(
+            dir = %settings.storage_dir.display(),
+            "durable storage is not implemented yet: all state is kept in memory"
+        );
+    }
+    let mut poll = Poll::new().map_err(|e| format!("cannot create poll: {e}"))?;
+    let mut listeners = Vec::new();
+    for (i, addr) in settings.listeners.iter().enumerate() {
+        let mut l = bind(*addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        poll.registry()
+            .register(&mut l, Token(i), Interest::READABLE)
+            .map_err(|e| format!("cannot register listener {addr}: {e}"))?;
+        listeners.push(l);
+    }
+    let mut signals = Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)
+        .map_err(|e| format!("cannot register signals: {e}"))?;
+
+    let broker = Arc::new(Broker::new(settings.broker_config(), Instant::now()));
+    let mut polls = Vec::new();
+    let mut inboxes = Vec::new();
+    for _ in 0..workers {
+        let p = Poll::new().map_err(|e| format!("cannot create poll: {e}"))?;
+        let waker = mio::Waker::new(p.registry(), WAKER)
+            .map_err(|e| format!("cannot create waker: {e}"))?;
+        inboxes.push(Inbox::new(waker));
+        polls.push(p);
+    }
+    let shared = Arc::new(Shared {
+        broker,
+        inboxes,
+        live: Default::default(),
+    });
+    let mut threads = Vec::new();
+    for (id, p) in polls.into_iter().enumerate() {
+        let worker = Worker::new(id as u32, p, shared.clone());
+        let t = std::thread::Builder::new()
+            .name(format!("worker-{id}"))
+            .spawn(move || worker.run())
+            .map_err(|e| format!("cannot start worker thread: {e}"))?;
+        threads.push(t);
+    }
+    for l in &listeners {
+        let addr = l.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!("listening on mqtt://{addr}");
+    }
+
+    let mut acceptor = Acceptor {
+        shared: &shared,
+        max_connections: settings.max_connections,
+        next: 0,
+        batches: (0..workers).map(|_| Vec::new()).collect(),
+    };
+    let mut events = Events::with_capacity(64);
+    'outer: loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(format!("poll failed: {e}"));
+        }
+        for ev in events.iter() {
+            if ev.token() == SIGNALS {
+                if let Some(sig) = signals.pending().next() {
+                    tracing::info!(signal = sig, "shutting down");
+                    break 'outer;
+                }
+            } else if let Some(l) = listeners.get(ev.token().0) {
+                acceptor.accept_all(l);
+            }
+        }
+    }
+    drop(listeners); // refuse new connections while the workers close theirs
+    for inbox in &shared.inboxes {
+        inbox.deliver(&mut vec![Msg::Shutdown]);
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A listening socket with SO_REUSEADDR and a deep backlog.
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+struct Acceptor<'a> {
+    shared: &'a Shared,
+    max_connections: usize,
+    next: usize,
+    /// Per worker: sockets accepted in this round, handed over with one wakeup.
+    batches: Vec<Vec<Msg>>,
+}
+
+impl Acceptor<'_> {
+    /// Accepts until the backlog is empty (the listener is edge-triggered).
+    fn accept_all(&mut self, listener: &TcpListener) {
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    let live = self.shared.live.load(Ordering::Relaxed);
+                    if self.max_connections != 0 && live >= self.max_connections {
+                        tracing::warn!(%peer, max = self.max_connections, "connection refused: limits.max_connections reached");
+                        continue; // dropping the stream closes it
+                    }
+                    self.shared.live.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!("cannot set TCP_NODELAY: {e}");
+                    }
+                    self.batches[self.next].push(Msg::Accept(stream));
+                    self.next = (self.next + 1) % self.batches.len();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and the like: the next connection retries.
+                    tracing::warn!("accept failed: {e}");
+                    break;
+                }
+            }
+        }
+        for (inbox, batch) in self.shared.inboxes.iter().zip(&mut self.batches) {
+            inbox.deliver(batch);
+        }
+    }
+}
