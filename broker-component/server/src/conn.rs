@@ -14,6 +14,9 @@ use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
 use musqratt_core::{Broker, Connection};
 
+/// Bound on `pending_out` before the connection's input is no longer read.
+const MAX_PENDING_OUT: usize = 256 * 1024;
+
 pub struct Conn {
     pub stream: TcpStream,
     pub core: Connection,
@@ -29,6 +32,9 @@ pub struct Conn {
     /// socket drains, so a slow reader's messages wait in its session queue
     /// (bounded by the core) instead of piling up in `pending_out`.
     pub wake_deferred: bool,
+    /// Reading stopped because `pending_out` is over its bound (a client that
+    /// sends but does not read); WRITABLE resumes it once the bytes drain.
+    pub read_paused: bool,
 }
 
 /// What a read attempt found.
@@ -50,6 +56,7 @@ impl Conn {
             pending_out: None,
             closing: false,
             wake_deferred: false,
+            read_paused: false,
         }
     }
 
@@ -140,6 +147,13 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Unsent bytes beyond which reading pauses (backpressure on the sender).
+    pub fn out_full(&self) -> bool {
+        self.pending_out
+            .as_ref()
+            .is_some_and(|p| p.len() >= MAX_PENDING_OUT)
     }
 
     /// No bytes waiting for the socket.

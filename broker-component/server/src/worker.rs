@@ -253,7 +253,7 @@ impl Worker {
     }
 
     /// Readiness on a connection's socket.
-    fn on_ready(&mut self, slot: usize, readable: bool, writable: bool, now: Instant) {
+    fn on_ready(&mut self, slot: usize, mut readable: bool, writable: bool, now: Instant) {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -267,8 +267,16 @@ impl Worker {
                 c.wake_deferred = false;
                 c.core.handle_wake(&self.broker, now, &mut self.out);
             }
+            if c.read_paused && !c.out_full() {
+                // Edge-triggered: no new READABLE will come for bytes already
+                // waiting, so read them now.
+                c.read_paused = false;
+                readable = true;
+            }
         }
-        if readable && !c.closing {
+        if readable && c.out_full() {
+            c.read_paused = true;
+        } else if readable && !c.closing {
             let mut rounds = 0;
             loop {
                 match c.read_once(&mut self.read_buf, &self.broker, now, &mut self.out) {
