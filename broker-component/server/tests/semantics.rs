@@ -209,3 +209,37 @@ fn sys_topics() {
     let hash = mosquitto_sub(b.port(), &["-V", V5, "-t", "#", "-W", "2"], WAIT * 2);
     assert!(hash.iter().all(|m| !m.topic.starts_with('$')), "{hash:?}");
 }
+
+/// Keep-alive is enforced (at 1.5 × keep-alive): a silent client is closed and its will is sent.
+#[test]
+fn keep_alive_timeout_sends_will() {
+    use common::raw::{Raw, Version};
+    let b = broker();
+    let watcher = Sub::start(b.port(), &["-V", V311, "-t", "ka/will"]);
+    let mut silent = Raw::tcp(b.port(), Version::V311);
+    #[rustfmt::skip]
+    silent.send(&[
+        0x10, 0x20,                                  // CONNECT, remaining length 32
+        0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04,    // protocol name, level 4 (3.1.1)
+        0x06,                                        // flags: will (QoS 0, no retain) + clean session
+        0x00, 0x01,                                  // keep alive: 1 s
+        0x00, 0x02, b'k', b'a',                      // client id "ka"
+        0x00, 0x07, b'k', b'a', b'/', b'w', b'i', b'l', b'l', // will topic "ka/will"
+        0x00, 0x07, b't', b'i', b'm', b'e', b'o', b'u', b't', // will message "timeout"
+    ]);
+    let connack = silent.expect_packet(WAIT);
+    assert_eq!(
+        (connack.first, connack.body.as_slice()),
+        (0x20, &[0u8, 0][..])
+    );
+    // Then send nothing: the broker must give up on us and publish the will.
+    silent.expect_closed(WAIT);
+    let got = watcher.wait_messages(1, WAIT);
+    assert_eq!(
+        got.len(),
+        1,
+        "no will after the keep-alive timeout: {}",
+        watcher.output()
+    );
+    assert_eq!(got[0].payload, "timeout");
+}
