@@ -62,13 +62,25 @@ impl Connection {
                 sub_id,
             };
             let is_new = broker.topics.write().subscribe(plain, group, subscriber);
-            session.lock().subscriptions.insert(
-                filter.clone(),
-                SubscriptionRecord {
+            {
+                let mut s = session.lock();
+                if s.conn != Some(self.conn_ref) {
+                    // Taken over (or discarded by a clean start) on another
+                    // worker while we inserted: that worker has already
+                    // cleared the session's subscriptions, so undo ours.
+                    drop(s);
+                    broker
+                        .topics
+                        .write()
+                        .unsubscribe(plain, group, self.session_id);
+                    return;
+                }
+                let record = SubscriptionRecord {
                     options: opts,
                     sub_id,
-                },
-            );
+                };
+                s.subscriptions.insert(filter.clone(), record);
+            }
             codes.push(ReasonCode(opts.qos.as_u8()));
             let send_retained = group.is_none()
                 && match opts.retain_handling {
