@@ -1,10 +1,13 @@
-//! The command line (DESIGN.md §4, a contract). Only `serve` exists so far.
+//! The command line (DESIGN.md §4, a contract): `serve`, and the clients `shell`, `pub`, `sub`
+//! (docs/cli.md). The clients follow mosquitto_pub/mosquitto_sub: `-h` is the host, help is
+//! `--help`.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use musqratt_codec::ProtocolVersion;
 
 use crate::config::{ConfigError, Settings};
 
@@ -23,6 +26,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the broker.
     Serve(ServeArgs),
+    /// Interactive client: connect, sub, pub, unsub, disconnect (reads a pipe as a script).
+    #[command(disable_help_flag = true)]
+    Shell(ShellArgs),
+    /// Publish one message (or one per line of stdin), like mosquitto_pub.
+    #[command(disable_help_flag = true)]
+    Pub(PubArgs),
+    /// Subscribe and print messages, like mosquitto_sub.
+    #[command(disable_help_flag = true)]
+    Sub(SubArgs),
 }
 
 #[derive(Debug, Args)]
@@ -81,4 +93,154 @@ impl ServeArgs {
             .map(NonZeroUsize::get)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
     }
+}
+
+/// `-V 311|5`, also mosquitto's spelling `mqttv311` / `mqttv5`.
+pub fn parse_version(s: &str) -> Result<ProtocolVersion, String> {
+    match s {
+        "311" | "mqttv311" | "4" => Ok(ProtocolVersion::V311),
+        "5" | "mqttv5" => Ok(ProtocolVersion::V5),
+        "31" | "mqttv31" => Err("MQTT 3.1 is not supported: use 311 or 5".into()),
+        _ => Err(format!(
+            "expected 311 or 5 (or mqttv311, mqttv5), not '{s}'"
+        )),
+    }
+}
+
+fn parse_qos(s: &str) -> Result<u8, String> {
+    match s {
+        "0" | "1" | "2" => Ok(s.as_bytes()[0] - b'0'),
+        _ => Err(format!("expected 0, 1 or 2, not '{s}'")),
+    }
+}
+
+/// Where the broker is, for every client subcommand.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Broker host.
+    #[arg(
+        short = 'h',
+        long = "host",
+        value_name = "HOST",
+        default_value = "localhost"
+    )]
+    pub host: String,
+    /// Broker port.
+    #[arg(
+        short = 'p',
+        long = "port",
+        value_name = "PORT",
+        default_value_t = 1883
+    )]
+    pub port: u16,
+    /// MQTT version: 311 or 5 (mqttv311, mqttv5).
+    #[arg(short = 'V', long = "protocol-version", value_name = "311|5", default_value = "5",
+          value_parser = parse_version)]
+    pub version: ProtocolVersion,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+}
+
+/// Options shared by `pub` and `sub`.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Client identifier (default: generated).
+    #[arg(short = 'i', long = "id", value_name = "ID")]
+    pub id: Option<String>,
+    /// User name.
+    #[arg(short = 'u', long = "username", value_name = "USER")]
+    pub username: Option<String>,
+    /// Password.
+    #[arg(short = 'P', long = "pw", value_name = "PASS", requires = "username")]
+    pub password: Option<String>,
+    /// QoS: of the message for pub, requested for the subscriptions for sub.
+    #[arg(short = 'q', long = "qos", value_name = "0|1|2", default_value = "0",
+          value_parser = parse_qos)]
+    pub qos: u8,
+    /// Keep-alive interval in seconds.
+    #[arg(
+        short = 'k',
+        long = "keepalive",
+        value_name = "SECS",
+        default_value_t = 60
+    )]
+    pub keep_alive: u16,
+    /// Trusted CA certificates for TLS (TLS is not supported yet: rejected).
+    #[arg(long = "cafile", value_name = "FILE")]
+    pub cafile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("message").required(true).args(["message", "file", "lines", "null", "stdin"])))]
+pub struct PubArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Topic to publish to.
+    #[arg(short = 't', long = "topic", value_name = "TOPIC", required = true)]
+    pub topic: String,
+    /// Message payload.
+    #[arg(short = 'm', long = "message", value_name = "MSG")]
+    pub message: Option<String>,
+    /// Send the contents of a file as the message.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Read messages from stdin, one per line (blank lines are not sent).
+    #[arg(short = 'l', long = "stdin-line")]
+    pub lines: bool,
+    /// Send a null (zero length) message.
+    #[arg(short = 'n', long = "null-message")]
+    pub null: bool,
+    /// Send all of stdin as one message.
+    #[arg(short = 's', long = "stdin-file")]
+    pub stdin: bool,
+    /// Retain the message.
+    #[arg(short = 'r', long = "retain")]
+    pub retain: bool,
+    /// Message Expiry Interval in seconds (MQTT 5).
+    #[arg(short = 'e', long = "message-expiry", value_name = "SECS")]
+    pub expiry: Option<u32>,
+    /// Session Expiry Interval in seconds (MQTT 5).
+    #[arg(short = 'x', long = "session-expiry", value_name = "SECS")]
+    pub session_expiry: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct SubArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Topic filter to subscribe to (repeatable).
+    #[arg(short = 't', long = "topic", value_name = "TOPIC", required = true)]
+    pub topics: Vec<String>,
+    /// Exit after receiving COUNT messages.
+    #[arg(short = 'C', long = "count", value_name = "COUNT")]
+    pub count: Option<u64>,
+    /// Exit (status 27) if no COUNT messages arrived within SECS seconds of connecting.
+    #[arg(short = 'W', long = "timeout", value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Print `TOPIC PAYLOAD` instead of the payload only.
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+    /// Keep the session when disconnected (clean start off; needs -i). Without -e/-x the
+    /// session never expires (MQTT 5), as with mosquitto_sub -c.
+    #[arg(short = 'c', long = "disable-clean-session", requires = "id")]
+    pub persistent: bool,
+    /// Session Expiry Interval in seconds (MQTT 5); `-x` is accepted as in mosquitto_sub.
+    #[arg(
+        short = 'e',
+        short_alias = 'x',
+        long = "session-expiry",
+        value_name = "SECS"
+    )]
+    pub session_expiry: Option<u32>,
 }

@@ -1,6 +1,7 @@
 //! `musqratt`: the MusQraTT broker binary. See docs/architecture.md.
 
 mod cli;
+mod client;
 mod config;
 mod conn;
 mod server;
@@ -13,7 +14,21 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // mosquitto_pub/mosquitto_sub exit 1 on a bad command line; clap's default is 2.
+            let client = std::env::args()
+                .nth(1)
+                .is_some_and(|a| matches!(a.as_str(), "pub" | "sub" | "shell"));
+            return match (e.use_stderr(), client) {
+                (false, _) => ExitCode::SUCCESS,
+                (true, true) => ExitCode::FAILURE,
+                (true, false) => ExitCode::from(2),
+            };
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -39,5 +54,10 @@ fn main() -> ExitCode {
                 }
             }
         }
+        cli::Command::Shell(a) => {
+            client::repl::run(&a.broker.host, a.broker.port, a.broker.version)
+        }
+        cli::Command::Pub(a) => client::pubsub::publish(&a),
+        cli::Command::Sub(a) => client::pubsub::subscribe(&a),
     }
 }
