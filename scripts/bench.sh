@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of MusQraTT and Debian's Mosquitto on loopback (issue 5).
+#
+# Every scenario runs against both brokers alternately (A B A B …), each run on
+# a freshly started broker so no run inherits another's queues or memory. The
+# results are JSON lines in $BENCH_OUT/results.jsonl; scripts/bench_plot.py
+# turns them into a table of medians (printed), docs/benchmarks.md and
+# docs/benchmarks.png. docs/benchmarks.md explains the method.
+#
+# Knobs (environment):
+#   BENCH_ROUNDS=3     rounds per scenario and broker
+#   BENCH_SECS=5       measurement window of each throughput run (latency: 2x)
+#   BENCH_CLIENTS=19000  idle connections in the conns scenario
+#   BENCH_ONLY="fan-in-q0 conns"  run only these labels
+#   BENCH_DOCS=1       0: do not rewrite docs/benchmarks.{md,png}
+#   BENCH_OUT=target/bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+ROUNDS=${BENCH_ROUNDS:-3}
+SECS=${BENCH_SECS:-5}
+CLIENTS=${BENCH_CLIENTS:-19000}
+ONLY=${BENCH_ONLY:-}
+DOCS=${BENCH_DOCS:-1}
+OUT=${BENCH_OUT:-$ROOT/target/bench}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+VENV=${BENCH_VENV:-$ROOT/target/bench-venv}
+# Uncommon ports, so a broker someone left on 1883/18883 is never measured instead.
+MOSQ_PORT=${BENCH_MOSQ_PORT:-27883}
+MUSQ_PORT=${BENCH_MUSQ_PORT:-27884}
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+# --- Mosquitto: Debian's package, with its system service out of the way ------
+if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
+    log "installing Debian's mosquitto"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+fi
+# The package starts a service on 1883; we run our own instance on $MOSQ_PORT.
+systemctl disable --now mosquitto >/dev/null 2>&1 || true
+service mosquitto stop >/dev/null 2>&1 || true
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+
+# --- Build ---------------------------------------------------------------------
+log "building musqratt and musqratt-bench (release)"
+cargo build --release -q -p musqratt -p musqratt-bench
+MUSQRATT=$TARGET/release/musqratt
+GEN=$TARGET/release/musqratt-bench
+
+mkdir -p "$OUT/logs"
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+
+# Same limits for both brokers: queues deep enough that QoS 1/2 never drop
+# (what is measured is throughput, not a drop policy), 64 messages in flight
+# per client (MusQraTT's default; Mosquitto's is 20), no connection cap.
+cat >"$OUT/mosquitto.conf" <<EOF
+listener $MOSQ_PORT 127.0.0.1
+allow_anonymous true
+max_connections -1
+max_queued_messages 1000000
+max_inflight_messages 64
+persistence false
+log_dest stderr
+log_type error
+log_type warning
+EOF
+cat >"$OUT/musqratt.toml" <<EOF
+[limits]
+max_queued_messages = 1000000
+max_inflight = 64
+EOF
+
+BROKER_PID=
+# start_broker NAME: musqratt-wN runs with --workers N; musqratt uses the default.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start_broker() {
+    local name=$1 port
+    for port in $MOSQ_PORT $MUSQ_PORT; do
+        if port_open "$port"; then
+            log "port $port is taken by another process: set BENCH_MOSQ_PORT / BENCH_MUSQ_PORT"
+            exit 1
+        fi
+    done
+    case $name in
+        mosquitto)
+            port=$MOSQ_PORT
+            "$MOSQUITTO" -c "$OUT/mosquitto.conf" 2>>"$OUT/logs/$name.log" &
+            ;;
+        musqratt*)
+            port=$MUSQ_PORT
+            local workers=()
+            [[ $name == musqratt-w* ]] && workers=(--workers "${name#musqratt-w}")
+            "$MUSQRATT" serve -c "$OUT/musqratt.toml" --listen "127.0.0.1:$port" --in-memory \
+                "${workers[@]}" >>"$OUT/logs/$name.log" 2>&1 &
+            ;;
+    esac
+    BROKER_PID=$!
+    BROKER_PORT=$port
+    for _ in $(seq 100); do
+        kill -0 "$BROKER_PID" 2>/dev/null || break
+        if port_open "$port"; then return 0; fi
+        sleep 0.05
+    done
+    log "$name did not start listening on $port"
+    return 1
+}
+
+stop_broker() {
+    kill -TERM "$BROKER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do
+        kill -0 "$BROKER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$BROKER_PID" 2>/dev/null || true
+    wait "$BROKER_PID" 2>/dev/null || true
+}
+trap 'stop_broker' EXIT
+
+# run LABEL ROUND BROKER SCENARIO ARGS...: one run on a fresh broker, one line.
+run() {
+    local label=$1 round=$2 broker=$3 line err rc=0
+    shift 3
+    start_broker "$broker" || {
+        echo "{\"label\":\"$label\",\"broker\":\"$broker\",\"round\":$round,\"error\":\"broker did not start\"}" >>"$RESULTS"
+        return
+    }
+    line=$(timeout 120 "$GEN" "$@" --label "$label" --broker "$broker" \
+        --broker-pid "$BROKER_PID" --port "$BROKER_PORT" 2>"$OUT/logs/gen.err") || rc=$?
+    if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+        err="broker exited during the run (see $OUT/logs/$broker.log)"
+    elif [ $rc -ne 0 ]; then
+        err="generator exit $rc: $(tr '\n"' ' ' <"$OUT/logs/gen.err" | head -c 300)"
+    fi
+    stop_broker
+    if [ -n "${err:-}" ]; then
+        log "$label $broker round $round: $err"
+        echo "{\"label\":\"$label\",\"broker\":\"$broker\",\"round\":$round,\"error\":\"$err\"}" >>"$RESULTS"
+    else
+        echo "${line%\}},\"round\":$round}" >>"$RESULTS"
+        log "$label $broker round $round: $(summary "$line")"
+    fi
+}
+
+summary() { python3 scripts/bench_plot.py --summary "$1"; }
+
+wanted() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
+
+# label | generator arguments. Every scenario stops by itself.
+SCENARIOS=(
+    "fan-in-q0|fan-in --qos 0 --publishers 8 --duration $SECS"
+    "fan-in-q1|fan-in --qos 1 --publishers 8 --inflight 64 --duration $SECS"
+    "fan-in-q2|fan-in --qos 2 --publishers 8 --inflight 64 --duration $SECS"
+    "fan-out-q0|fan-out --qos 0 --subscribers 8 --duration $SECS"
+    "pairs-q0|pairs --qos 0 --pairs 8 --duration $SECS"
+    "latency-q0|latency --qos 0 --rate 1000 --duration $((SECS * 2))"
+    "conns|conns --clients $CLIENTS --procs 4 --threads 2 --src 127.0.0.2-9"
+)
+
+START=$(date +%s)
+for entry in "${SCENARIOS[@]}"; do
+    label=${entry%%|*}
+    read -r -a args <<<"${entry#*|}"
+    wanted "$label" || continue
+    for round in $(seq "$ROUNDS"); do
+        for broker in mosquitto musqratt; do
+            run "$label" "$round" "$broker" "${args[@]}"
+        done
+    done
+done
+# Scaling: the same load on MusQraTT with one worker, then two.
+if wanted scaling; then
+    for round in $(seq "$ROUNDS"); do
+        for broker in musqratt-w1 musqratt-w2; do
+            run scaling "$round" "$broker" pairs --qos 0 --pairs 8 --duration "$SECS"
+        done
+    done
+fi
+log "runs took $(($(date +%s) - START)) s; results in $RESULTS"
+
+# --- Table and plot --------------------------------------------------------------
+PY=python3
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
+    log "installing matplotlib into $VENV"
+    { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q matplotlib; } >&2 || log "no matplotlib: table only"
+fi
+"$VENV/bin/python" -c 'import matplotlib' 2>/dev/null && PY=$VENV/bin/python
+DOC_ARGS=()
+[ "$DOCS" = 1 ] && DOC_ARGS=(--md docs/benchmarks.md --png docs/benchmarks.png)
+"$PY" scripts/bench_plot.py "$RESULTS" --mosquitto "$("$MOSQUITTO" -h 2>&1 | head -1)" "${DOC_ARGS[@]}"

@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""Turns scripts/bench.sh's JSON lines into a table of medians (printed), and
+optionally docs/benchmarks.md and a PNG plot (needs matplotlib).
+
+usage: bench_plot.py RESULTS.jsonl [--md FILE] [--png FILE] [--mosquitto VERSION]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+from collections import defaultdict
+
+# label -> (title, metric key, unit, higher is better, target ratio or None)
+FLOWS = [
+    ("fan-in-q0", "fan-in QoS 0, 8 pub -> 1 sub", 2.5),
+    ("fan-in-q1", "fan-in QoS 1, 8 pub -> 1 sub", 3.0),
+    ("fan-in-q2", "fan-in QoS 2, 8 pub -> 1 sub", None),
+    ("fan-out-q0", "fan-out QoS 0, 1 pub -> 8 sub", 2.5),
+    ("pairs-q0", "pairs QoS 0, 8 pub -> own sub", None),
+]
+LAT_KEYS = [("p50", "p50"), ("p99", "p99"), ("p999", "p99.9"), ("max", "max")]
+BROKERS = ("mosquitto", "musqratt")
+
+
+def load(path):
+    runs = defaultdict(list)  # (label, broker) -> [result]
+    for line in open(path):
+        line = line.strip()
+        if line:
+            d = json.loads(line)
+            runs[(d["label"], d["broker"])].append(d)
+    return runs
+
+
+def ok(rs):
+    return [r for r in rs if not r.get("error")]
+
+
+def med(rs, f):
+    vals = [f(r) for r in ok(rs)]
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, digits=0):
+    if v is None:
+        return "—"
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:.2f} M"
+    if abs(v) >= 1e4:
+        return f"{v / 1e3:.0f} k"
+    return f"{v:,.{digits}f}"
+
+
+def ratio(a, b):
+    return None if a in (None, 0) or b is None else b / a
+
+
+def verdict(r, target, lower_better=False):
+    if r is None or target is None:
+        return ""
+    good = r <= target if lower_better else r >= target
+    return f"{'met' if good else 'missed'} ({'≤' if lower_better else '≥'} {target:g}×)"
+
+
+def errors_of(rs):
+    return [f"round {r.get('round')}: {r['error']}" for r in rs if r.get("error")]
+
+
+def main_rows(runs):
+    """(scenario, metric, mosquitto, musqratt, ratio, target) rows."""
+    rows = []
+    for label, title, target in FLOWS:
+        m, q = (med(runs[(label, b)], lambda r: r["msgs_per_s"]) for b in BROKERS)
+        r = ratio(m, q)
+        t = verdict(r, target)
+        if label == "fan-in-q1":
+            lost = sum(x["lost"] for x in ok(runs[(label, "musqratt")]))
+            t = (t + f"; loss {'0 — met' if lost == 0 else f'{lost} — missed'}") if t else t
+        rows.append((title, "delivered msg/s", fmt(m), fmt(q), r, t))
+    for key, name in LAT_KEYS:
+        rs = [runs[("latency-q0", b)] for b in BROKERS]
+        m, q = (med(x, lambda r, k=key: r["latency_us"][k]) for x in rs)
+        r = ratio(m, q)
+        t = verdict(r, 1.0, lower_better=True) if key in ("p99", "p999") else ""
+        rows.append(("latency QoS 0 at 1,000 msg/s", f"{name} µs", fmt(m, 1), fmt(q, 1), r, t))
+    rs = [runs[("conns", b)] for b in BROKERS]
+    m, q = (med(x, lambda r: r["rss_per_conn_bytes"]) for x in rs)
+    r = ratio(m, q)
+    rows.append(("idle connections", "RSS B/conn", fmt(m), fmt(q), r, verdict(r, 1.0, True)))
+    m, q = (med(x, lambda r: r["connects_per_s"]) for x in rs)
+    rows.append(("idle connections", "connects/s", fmt(m), fmt(q), ratio(m, q), ""))
+    m, q = (med(x, lambda r: r["alive"]) for x in rs)
+    clients = next((x["params"]["clients"] for x in ok(rs[1]) + ok(rs[0])), None)
+    held = "" if q is None or clients is None else ("met" if q >= min(clients, 19000) else "missed")
+    rows.append(("idle connections", "held (answer PINGREQ)", fmt(m), fmt(q), ratio(m, q),
+                 f"{held} (19,000)" if held else ""))
+    w1, w2 = (med(runs[("scaling", b)], lambda r: r["msgs_per_s"]) for b in ("musqratt-w1", "musqratt-w2"))
+    r = ratio(w1, w2)
+    rows.append(("scaling: pairs QoS 0, MusQraTT 1 vs 2 workers", "delivered msg/s",
+                 f"1 worker: {fmt(w1)}", f"2 workers: {fmt(w2)}", r, verdict(r, 1.7)))
+    return rows
+
+
+def detail_rows(runs):
+    """Delivery check and CPU per flow run: medians over rounds."""
+    rows = []
+    labels = [l for l, _, _ in FLOWS] + ["latency-q0", "conns", "scaling"]
+    brokers = {"scaling": ("musqratt-w1", "musqratt-w2")}
+    for label in labels:
+        for b in brokers.get(label, BROKERS):
+            rs = runs.get((label, b), [])
+            if not ok(rs):
+                if rs:
+                    rows.append((label, b, "error", "", "", "", "", "", "", "; ".join(errors_of(rs))))
+                continue
+            sent = sum(r.get("sent", r.get("connected", 0)) for r in ok(rs))
+            lost = sum(r.get("lost", r.get("failed", 0)) for r in ok(rs))
+            dup = sum(r.get("duplicated", 0) for r in ok(rs))
+            cpu = lambda k: med(rs, lambda r: r["cpu"].get(k))
+            rows.append((label, b, str(len(ok(rs))), fmt(sent), fmt(lost), str(dup),
+                         fmt(cpu("broker_cpu_pct")), fmt(cpu("gen_cpu_pct")),
+                         fmt(cpu("other_cpu_pct")), "; ".join(errors_of(rs))))
+    return rows
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [f"{c:.2f}×" if isinstance(c, float) else ("—" if c is None else str(c)) for c in row]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def machine(mosquitto):
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        rev = "?"
+    return (f"{os.cpu_count()} cores (`nproc`), {model}, {mem / 1024 / 1024:.1f} GiB RAM, "
+            f"Linux {platform.release()}; {mosquitto or 'mosquitto'}; MusQraTT at commit {rev or '?'}")
+
+
+MAIN_HEADER = ["scenario", "metric", "Mosquitto", "MusQraTT", "MusQraTT / Mosquitto", "issue 5 target"]
+DETAIL_HEADER = ["run", "broker", "rounds", "sent (all rounds)", "lost", "duplicated",
+                 "broker CPU %", "generator CPU %", "other CPU %", "errors"]
+
+
+def plot(runs, png):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), gridspec_kw={"width_ratios": [3, 2, 1.3]})
+    colors = {"mosquitto": "#7f7f7f", "musqratt": "#d62728"}
+    width = 0.38
+
+    def bars(ax, groups, value, ylabel, title, log=False):
+        for i, b in enumerate(BROKERS):
+            meds, lo, hi = [], [], []
+            for g in groups:
+                vals = [value(r) for r in ok(runs.get((g, b), []))]
+                m = statistics.median(vals) if vals else 0
+                meds.append(m)
+                lo.append(m - min(vals) if vals else 0)
+                hi.append(max(vals) - m if vals else 0)
+            xs = [x + (i - 0.5) * width for x in range(len(groups))]
+            ax.bar(xs, meds, width, yerr=[lo, hi], capsize=3, label=b, color=colors[b])
+        ax.set_xticks(range(len(groups)))
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        if log:
+            ax.set_yscale("log")
+        ax.legend()
+
+    labels = [l for l, _, _ in FLOWS]
+    bars(axes[0], labels, lambda r: r["msgs_per_s"], "delivered messages / s (median, min–max)",
+         "Throughput", log=True)
+    axes[0].set_xticklabels(labels, rotation=15)
+    # Latency: one group per percentile, the same run.
+    lat = {k: None for k, _ in LAT_KEYS}
+    for i, b in enumerate(BROKERS):
+        rs = ok(runs.get(("latency-q0", b), []))
+        meds = [statistics.median([r["latency_us"][k] for r in rs]) if rs else 0 for k, _ in LAT_KEYS]
+        xs = [x + (i - 0.5) * width for x in range(len(lat))]
+        axes[1].bar(xs, meds, width, label=b, color=colors[b])
+    axes[1].set_xticks(range(len(lat)))
+    axes[1].set_xticklabels([n for _, n in LAT_KEYS])
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("end-to-end latency, µs (median of rounds)")
+    axes[1].set_title("Latency, QoS 0 at 1,000 msg/s")
+    axes[1].legend()
+    bars(axes[2], ["conns"], lambda r: r["rss_per_conn_bytes"], "broker RSS per idle connection, bytes",
+         "Memory per connection")
+    conns = ok(runs.get(("conns", "musqratt"), []) + runs.get(("conns", "mosquitto"), []))
+    axes[2].set_xticklabels([f"{conns[0]['params']['clients']:,} idle clients" if conns else ""])
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def summary(line):
+    """One progress line for bench.sh."""
+    d = json.loads(line)
+    parts = [f"{k}={d[k]:.0f}" for k in
+             ("msgs_per_s", "rss_per_conn_bytes", "connects_per_s", "lost", "alive") if k in d]
+    if "latency_us" in d:
+        parts.append(f"p99={d['latency_us']['p99']}us")
+    c = d.get("cpu", {})
+    parts += [f"{k}={c.get(k + '_cpu_pct', 0):.0f}%" for k in ("broker", "gen", "other")]
+    return " ".join(parts)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results", nargs="?")
+    ap.add_argument("--summary")
+    ap.add_argument("--md")
+    ap.add_argument("--png")
+    ap.add_argument("--mosquitto", default="")
+    a = ap.parse_args()
+    if a.summary:
+        print(summary(a.summary))
+        return
+    runs = load(a.results)
+    main_t = table(MAIN_HEADER, main_rows(runs))
+    detail_t = table(DETAIL_HEADER, detail_rows(runs))
+    print(main_t)
+    print()
+    print(detail_t)
+    if a.png:
+        try:
+            plot(runs, a.png)
+        except ImportError:
+            print("matplotlib missing: no plot")
+            a.png = None
+    if a.md:
+        write_md(a, main_t, detail_t)
+
+
+def write_md(a, main_t, detail_t):
+    rounds = max((r.get("round", 1) for rs in load(a.results).values() for r in rs), default=0)
+    path = a.md
+    head = open(path).read().split("<!-- results -->")[0] if os.path.exists(path) else ""
+    if not head:
+        head = "# Benchmarks\n\n"
+    body = [
+        "<!-- results -->",
+        "## Latest results",
+        "",
+        f"Run on {datetime.date.today().isoformat()} by `make bench` ({rounds} rounds, medians). Machine: "
+        + machine(a.mosquitto) + ".",
+        "",
+        main_t,
+        "",
+        "Delivery check and CPU (100% = one core busy for the whole window; *other* is everything else "
+        "on the machine during the window, i.e. noise):",
+        "",
+        detail_t,
+        "",
+    ]
+    if a.png:
+        body += [f"![throughput, latency and memory per connection]({os.path.basename(a.png)})", ""]
+    with open(path, "w") as f:
+        f.write(head.rstrip("\n") + "\n\n" + "\n".join(body))
+
+
+if __name__ == "__main__":
+    main()
