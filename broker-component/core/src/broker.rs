@@ -188,6 +188,7 @@ impl Broker {
         }
         s.conn = None;
         s.wake_pending = false;
+        s.release_waiters(&mut out.resumes);
         s.drop_qos0();
         s.expiry_interval = expiry;
         let mut will_now = None;
@@ -277,7 +278,7 @@ impl Broker {
             publisher,
         };
         tracing::debug!(topic = %msg.topic, "publishing will");
-        self.publish(Arc::new(msg), now, out);
+        self.publish(Arc::new(msg), None, now, out);
     }
 }
 

@@ -21,6 +21,9 @@ pub struct BrokerConfig {
     pub max_inflight: u16,
     /// Messages queued per session beyond the inflight window.
     pub max_queued_messages: usize,
+    /// A subscriber whose queue has not moved for this long no longer slows
+    /// publishers down (see `docs/core.md`, flow control): its overflow is dropped.
+    pub publisher_stall: Duration,
     /// Topic Alias Maximum we offer to v5 clients.
     pub topic_alias_maximum: u16,
     /// How often `$SYS` topics are republished.
@@ -29,6 +32,18 @@ pub struct BrokerConfig {
     pub connect_timeout: Duration,
     /// Version string published in `$SYS/broker/version`.
     pub version: String,
+}
+
+impl BrokerConfig {
+    /// Queue length at which an online subscriber pauses its publishers.
+    pub fn queue_high_watermark(&self) -> usize {
+        (self.max_queued_messages / 2).max(1)
+    }
+
+    /// Queue length at which paused publishers resume.
+    pub fn queue_low_watermark(&self) -> usize {
+        self.queue_high_watermark() / 2
+    }
 }
 
 impl Default for BrokerConfig {
@@ -43,6 +58,7 @@ impl Default for BrokerConfig {
             max_inflight: 64,
             max_queued_messages: 1000,
             topic_alias_maximum: 16,
+            publisher_stall: Duration::from_secs(1),
             sys_interval: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             version: format!("musqratt {}", env!("CARGO_PKG_VERSION")),

@@ -41,6 +41,13 @@ pub struct Output {
     pub kicks: Vec<ConnRef>,
     /// Close this connection once `transmit` is flushed.
     pub close: bool,
+    /// Flow control: a subscriber this connection publishes to is congested.
+    /// Stop reading from this connection until a resume for it arrives (or
+    /// `BrokerConfig::publisher_stall` passes); unconsumed bytes stay with the
+    /// transport, as for a partial packet.
+    pub pause: bool,
+    /// Paused publishers that may read again: the transport resumes them.
+    pub resumes: Vec<ConnRef>,
 }
 
 impl Output {
@@ -131,7 +138,7 @@ impl Connection {
         out: &mut Output,
     ) -> usize {
         let mut used = 0;
-        while self.state != State::Closed && used < buf.len() {
+        while self.state != State::Closed && used < buf.len() && !out.pause {
             let rest = &buf[used..];
             let version = match self.state {
                 State::AwaitConnect => decode_connect_version(rest).unwrap_or(self.version),

@@ -25,6 +25,7 @@ impl Connection {
                 .min(broker.config.max_inflight)
                 .max(1),
         );
+        let queued_before = s.queue.len();
         while let Some(front) = s.queue.front() {
             if front.msg.is_expired(now) {
                 s.queue.pop_front();
@@ -50,6 +51,12 @@ impl Connection {
                     state,
                 });
             }
+        }
+        if s.queue.len() < queued_before || s.queue.is_empty() {
+            s.progress_at = Some(now);
+        }
+        if !s.waiters.is_empty() && s.queue.len() <= broker.config.queue_low_watermark() {
+            s.release_waiters(&mut out.resumes);
         }
     }
 

@@ -76,6 +76,7 @@ impl Connection {
                     if let Some(old) = s.conn.take() {
                         out.kicks.push(old);
                     }
+                    s.release_waiters(&mut out.resumes);
                     s.wake_pending = false;
                     s.pending_will = None; // a new connection cancels a delayed will
                     s.expires_at = None;

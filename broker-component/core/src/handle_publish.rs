@@ -92,7 +92,7 @@ impl Connection {
                 broker.config.message_default_expiry_secs,
                 now,
             );
-            broker.publish(Arc::new(msg), now, out)
+            broker.publish(Arc::new(msg), Some(self.conn_ref), now, out)
         };
 
         let mut ack = PubAck::new(packet_id);

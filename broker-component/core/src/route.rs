@@ -8,7 +8,7 @@ use std::time::Instant;
 use musqratt_codec::QoS;
 
 use crate::broker::Broker;
-use crate::connection::Output;
+use crate::connection::{ConnRef, Output};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::session::Outgoing;
@@ -36,15 +36,30 @@ pub enum Routed {
 impl Broker {
     /// Publishes a message into the broker: updates the retained store if
     /// flagged, then routes it.
-    pub(crate) fn publish(&self, msg: Arc<Message>, now: Instant, out: &mut Output) -> Routed {
+    ///
+    /// `from` is the publishing connection, paused (through `out.pause`) when a
+    /// subscriber's queue is congested; None for wills and `$SYS`.
+    pub(crate) fn publish(
+        &self,
+        msg: Arc<Message>,
+        from: Option<ConnRef>,
+        now: Instant,
+        out: &mut Output,
+    ) -> Routed {
         Metrics::add(&self.metrics.messages_received, 1);
         if msg.retain {
             self.retained.lock().set(&msg);
         }
-        self.route(msg, now, out)
+        self.route(msg, from, now, out)
     }
 
-    pub(crate) fn route(&self, msg: Arc<Message>, now: Instant, out: &mut Output) -> Routed {
+    pub(crate) fn route(
+        &self,
+        msg: Arc<Message>,
+        from: Option<ConnRef>,
+        now: Instant,
+        out: &mut Output,
+    ) -> Routed {
         if msg.is_expired(now) {
             return Routed::NoSubscribers;
         }
@@ -81,6 +96,7 @@ impl Broker {
             return Routed::NoSubscribers;
         }
         merge_overlapping(&mut targets);
+        let high = self.config.queue_high_watermark();
         for t in targets {
             let retain = t.retain_as_published && msg.retain;
             let outgoing = Outgoing {
@@ -90,12 +106,23 @@ impl Broker {
                 sub_ids: t.sub_ids,
             };
             let mut s = t.sub.session.lock();
+            if s.queue.is_empty() {
+                s.progress_at = Some(now); // the wait starts now, not at the last drain
+            }
             match s.enqueue(outgoing, self.config.max_queued_messages) {
                 Ok(Some(conn)) => out.wakes.push(conn),
                 Ok(None) => {}
                 Err(_) => {
                     Metrics::add(&self.metrics.messages_dropped, 1);
                     tracing::debug!(client = %s.client_id, "queue full, message dropped");
+                }
+            }
+            if let Some(from) = from {
+                if s.conn != Some(from) && s.congested(high, now, self.config.publisher_stall) {
+                    if !s.waiters.contains(&from) {
+                        s.waiters.push(from);
+                    }
+                    out.pause = true;
                 }
             }
         }

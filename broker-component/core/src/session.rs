@@ -80,6 +80,11 @@ pub struct Session {
     pub expiry_interval: u32,
     /// Set while offline with a finite expiry.
     pub expires_at: Option<Instant>,
+    /// Publishers paused because this session's queue is past its high watermark.
+    pub waiters: Vec<ConnRef>,
+    /// When the queue was last empty or last moved onto the wire: a queue
+    /// that has waited since long ago belongs to a stalled subscriber.
+    pub progress_at: Option<Instant>,
     /// A will waiting for its Will Delay Interval after the connection closed.
     pub pending_will: Option<(Instant, Box<Will>)>,
 }
@@ -99,6 +104,8 @@ impl Session {
             expiry_interval,
             expires_at: None,
             pending_will: None,
+            waiters: Vec::new(),
+            progress_at: None,
         }
     }
 
@@ -141,6 +148,22 @@ impl Session {
                 return id;
             }
         }
+    }
+
+    /// Whether a publisher should pause after queueing here: the subscriber is
+    /// online, its queue is past the high watermark, and it is making progress
+    /// (a stalled subscriber must not freeze every publisher; it drops instead).
+    pub fn congested(&self, high: usize, now: Instant, stall: std::time::Duration) -> bool {
+        self.conn.is_some()
+            && self.queue.len() >= high
+            && self
+                .progress_at
+                .is_some_and(|t| now.saturating_duration_since(t) < stall)
+    }
+
+    /// Paused publishers to resume: all of them.
+    pub fn release_waiters(&mut self, resumes: &mut Vec<ConnRef>) {
+        resumes.append(&mut self.waiters);
     }
 
     /// Drops QoS 0 messages when the client goes offline.

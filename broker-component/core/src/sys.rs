@@ -68,7 +68,7 @@ impl Broker {
     fn route_sys(&self, now: Instant, out: &mut Output) {
         let msgs = self.retained.lock().matching("$SYS/broker/#", now);
         for msg in msgs {
-            self.route(msg, now, out);
+            self.route(msg, None, now, out);
         }
     }
 }

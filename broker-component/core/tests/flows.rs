@@ -394,3 +394,85 @@ fn payload_format_indicator_is_checked_and_client_subscription_ids_refused() {
         matches!(&h.recv(publ)[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::PROTOCOL_ERROR)
     );
 }
+
+#[test]
+fn a_congested_subscriber_pauses_its_publisher_instead_of_dropping() {
+    let config = musqratt_core::BrokerConfig {
+        max_queued_messages: 4, // pause at 2 queued, resume at 1
+        ..Default::default()
+    };
+    let mut h = Harness::with_config(config);
+    let mut c = connect(V5, "slow");
+    c.properties.receive_maximum = Some(1);
+    let (sub, _) = h.connect_with(c);
+    h.subscribe(sub, "f", QoS::AtLeastOnce);
+    let publ = h.connect(V5, "fast");
+
+    // Ten QoS 1 publishes in one read.
+    let mut burst = bytes::BytesMut::new();
+    for i in 0..10u16 {
+        let mut p = publish("f", &i.to_string(), QoS::AtLeastOnce, false);
+        p.packet_id = Some(i + 1);
+        musqratt_codec::encode(&Packet::Publish(p), V5, &mut burst);
+    }
+    h.send_raw(publ, &burst);
+    let acked = h.recv(publ).len();
+    assert!(
+        acked < 10,
+        "the publisher was paused ({acked} acknowledged)"
+    );
+
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        let packets = h.recv(sub);
+        let p = publishes(&packets);
+        assert_eq!(p.len(), 1, "window of one, nothing dropped: got {got:?}");
+        got.push(String::from_utf8_lossy(&p[0].payload).into_owned());
+        h.send(sub, Packet::PubAck(ack(p[0].packet_id.unwrap())));
+    }
+    let expected: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    assert_eq!(got, expected);
+    assert_eq!(
+        h.recv(publ).len(),
+        10 - acked,
+        "every publish acknowledged in the end"
+    );
+    assert_eq!(
+        musqratt_core::metrics::Metrics::get(&h.broker.metrics.messages_dropped),
+        0
+    );
+}
+
+#[test]
+fn a_stalled_subscriber_does_not_pause_publishers_forever() {
+    let config = musqratt_core::BrokerConfig {
+        max_queued_messages: 4, // pause at 2 queued
+        ..Default::default()
+    };
+    let mut h = Harness::with_config(config);
+    let mut c = connect(V5, "stuck");
+    c.properties.receive_maximum = Some(1);
+    let (sub, _) = h.connect_with(c);
+    h.subscribe(sub, "s", QoS::AtLeastOnce);
+    let publ = h.connect(V5, "pub");
+    for _ in 0..3 {
+        h.publish(publ, "s", "x", QoS::AtLeastOnce, false);
+    }
+    assert_eq!(
+        payloads(&h.recv(sub)).len(),
+        1,
+        "one in flight, never acknowledged"
+    );
+    // The transport resumes a paused publisher after the stall time; from
+    // then on the stalled subscriber no longer holds publishers back.
+    h.advance(std::time::Duration::from_secs(2));
+    for _ in 0..10 {
+        h.publish(publ, "s", "x", QoS::AtLeastOnce, false);
+    }
+    assert!(!h.clients_paused(publ));
+    assert_eq!(
+        musqratt_core::metrics::Metrics::get(&h.broker.metrics.messages_dropped),
+        8,
+        "past the queue limit of 4, dropped"
+    );
+}

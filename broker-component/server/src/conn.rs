@@ -35,6 +35,10 @@ pub struct Conn {
     /// Reading stopped because `pending_out` is over its bound (a client that
     /// sends but does not read); WRITABLE resumes it once the bytes drain.
     pub read_paused: bool,
+    /// Flow control: the core paused this publisher because a subscriber it
+    /// feeds is congested. Reading resumes on a resume from the core, or after
+    /// `BrokerConfig::publisher_stall` (the worker's sweep).
+    pub paused_at: Option<Instant>,
 }
 
 /// What a read attempt found.
@@ -57,6 +61,7 @@ impl Conn {
             closing: false,
             wake_deferred: false,
             read_paused: false,
+            paused_at: None,
         }
     }
 
@@ -82,6 +87,13 @@ impl Conn {
                     ReadOutcome::Closed
                 }
             };
+        }
+    }
+
+    /// Feeds the bytes kept while paused (flow control) to the core again.
+    pub fn resume_input(&mut self, broker: &Broker, now: Instant, out: &mut musqratt_core::Output) {
+        if self.pending_in.is_some() {
+            self.feed(broker, &[], now, out);
         }
     }
 

@@ -35,6 +35,8 @@ pub enum Msg {
     Accept(TcpStream),
     Wake(ConnRef),
     Kick(ConnRef),
+    /// Flow control: a publisher paused by a congested subscriber may read again.
+    Resume(ConnRef),
     Shutdown,
 }
 
@@ -86,6 +88,7 @@ pub struct Shared {
 enum Event {
     Wake,
     Kick,
+    Resume,
 }
 
 /// Where wakes and kicks go: this worker's queue or another worker's outbox.
@@ -97,7 +100,11 @@ struct Router {
 
 impl Router {
     fn route(&mut self, out: &mut Output) {
-        for (list, ev) in [(&mut out.wakes, Event::Wake), (&mut out.kicks, Event::Kick)] {
+        for (list, ev) in [
+            (&mut out.wakes, Event::Wake),
+            (&mut out.kicks, Event::Kick),
+            (&mut out.resumes, Event::Resume),
+        ] {
             for r in list.drain(..) {
                 if r.worker == self.id {
                     self.local.push_back((r, ev));
@@ -105,6 +112,7 @@ impl Router {
                     outbox.push(match ev {
                         Event::Wake => Msg::Wake(r),
                         Event::Kick => Msg::Kick(r),
+                        Event::Resume => Msg::Resume(r),
                     });
                 }
             }
@@ -220,6 +228,7 @@ impl Worker {
             Msg::Accept(stream) => self.accept(stream, now),
             Msg::Wake(r) => self.router.local.push_back((r, Event::Wake)),
             Msg::Kick(r) => self.router.local.push_back((r, Event::Kick)),
+            Msg::Resume(r) => self.router.local.push_back((r, Event::Resume)),
             Msg::Shutdown => self.shutdown(now),
         }
     }
@@ -274,7 +283,9 @@ impl Worker {
                 readable = true;
             }
         }
-        if readable && c.out_full() {
+        if readable && c.paused_at.is_some() {
+            // Flow control: bytes wait in the socket until a resume.
+        } else if readable && c.out_full() {
             c.read_paused = true;
         } else if readable && !c.closing {
             let mut rounds = 0;
@@ -289,6 +300,10 @@ impl Worker {
                 }
                 rounds += 1;
                 if self.out.close || c.core.is_closed() {
+                    break;
+                }
+                if self.out.pause {
+                    c.paused_at = Some(now);
                     break;
                 }
                 if rounds == MAX_READ_ROUNDS {
@@ -307,6 +322,7 @@ impl Worker {
             return;
         };
         let sent = c.send(&mut self.out.transmit);
+        self.out.pause = false;
         if self.out.close {
             self.out.close = false;
             c.closing = true;
@@ -363,8 +379,30 @@ impl Worker {
                 }
                 Event::Wake => c.core.handle_wake(&self.broker, now, &mut self.out),
                 Event::Kick => c.core.handle_kick(&self.broker, now, &mut self.out),
+                Event::Resume => {
+                    self.resume(slot, now);
+                    continue;
+                }
             }
             self.after(slot, now);
+        }
+    }
+
+    /// Lets a paused publisher read again: first the bytes it kept, then the
+    /// socket (edge-triggered readiness will not report bytes already there).
+    fn resume(&mut self, slot: usize, now: Instant) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.paused_at.take().is_none() || c.closing {
+            return;
+        }
+        c.resume_input(&self.broker, now, &mut self.out);
+        if self.out.pause {
+            c.paused_at = Some(now);
+            self.after(slot, now);
+        } else {
+            self.on_ready(slot, true, false, now);
         }
     }
 
@@ -392,6 +430,24 @@ impl Worker {
             if let Some(c) = self.conns.get_mut(slot) {
                 c.core.handle_timeout(&self.broker, now, &mut self.out);
                 self.after(slot, now);
+                self.run_local(now);
+            }
+        }
+        // Paused publishers whose subscriber stopped moving: read again (the
+        // core no longer pauses for a stalled subscriber; it drops instead).
+        let stall = self.broker.config.publisher_stall;
+        let stalled: Vec<(usize, u64)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.paused_at
+                    .is_some_and(|t| now.saturating_duration_since(t) >= stall)
+            })
+            .map(|(slot, c)| (slot, c.core.conn_ref().serial))
+            .collect();
+        for (slot, serial) in stalled {
+            if self.serial_at(slot) == Some(serial) {
+                self.resume(slot, now);
                 self.run_local(now);
             }
         }

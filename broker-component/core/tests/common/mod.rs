@@ -20,6 +20,9 @@ pub struct Client {
     version: ProtocolVersion,
     inbox: BytesMut,
     pub closed: bool,
+    /// Bytes the core did not consume (paused by flow control).
+    unread: Vec<u8>,
+    pub paused: bool,
 }
 
 pub struct Harness {
@@ -62,6 +65,8 @@ impl Harness {
                 version,
                 inbox: BytesMut::new(),
                 closed: false,
+                unread: Vec::new(),
+                paused: false,
             },
         );
         serial
@@ -96,11 +101,21 @@ impl Harness {
         let broker = Arc::clone(&self.broker);
         let mut out = Output::new();
         let c = self.clients.get_mut(&id).expect("client");
-        let used = c.conn.handle_bytes(&broker, bytes, now, &mut out);
-        assert!(
-            used == bytes.len() || !out.close || c.conn.is_closed(),
-            "partial packet left"
-        );
+        c.unread.extend_from_slice(bytes);
+        if c.paused {
+            return;
+        }
+        let data = std::mem::take(&mut c.unread);
+        let used = c.conn.handle_bytes(&broker, &data, now, &mut out);
+        if out.pause {
+            c.paused = true;
+            c.unread = data[used..].to_vec();
+        } else {
+            assert!(
+                used == data.len() || c.conn.is_closed(),
+                "partial packet left"
+            );
+        }
         self.settle(id, out);
     }
 
@@ -108,12 +123,21 @@ impl Harness {
     /// `id` is 0), then routes wakes and kicks until nothing is left to do.
     fn settle(&mut self, id: Id, out: Output) {
         let mut pending = vec![(id, out)];
+        let mut resumed = Vec::new();
         let broker = Arc::clone(&self.broker);
         while let Some((from, mut out)) = pending.pop() {
             if let Some(c) = self.clients.get_mut(&from) {
                 c.inbox.extend_from_slice(&out.transmit);
                 if out.close {
                     c.closed = true;
+                }
+            }
+            for r in out.resumes.drain(..) {
+                if let Some(c) = self.clients.get_mut(&r.serial) {
+                    if c.paused {
+                        c.paused = false;
+                        resumed.push(r.serial);
+                    }
                 }
             }
             for k in out.kicks.drain(..) {
@@ -130,6 +154,9 @@ impl Harness {
                     pending.push((w.serial, o));
                 }
             }
+        }
+        for id in resumed {
+            self.send_raw(id, &[]);
         }
     }
 
@@ -149,6 +176,10 @@ impl Harness {
         packets
     }
 
+    pub fn clients_paused(&self, id: Id) -> bool {
+        self.clients[&id].paused
+    }
+
     pub fn is_closed(&self, id: Id) -> bool {
         self.clients[&id].closed
     }
@@ -162,9 +193,20 @@ impl Harness {
         self.settle(id, out);
     }
 
-    /// Moves the clock and runs every timer that is due.
+    /// Moves the clock and runs every timer that is due. Paused publishers
+    /// resume, as the transport does after `publisher_stall`.
     pub fn advance(&mut self, d: Duration) {
         self.now += d;
+        let paused: Vec<Id> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.paused)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in paused {
+            self.clients.get_mut(&id).unwrap().paused = false;
+            self.send_raw(id, &[]);
+        }
         let broker = Arc::clone(&self.broker);
         let mut out = Output::new();
         broker.handle_timeout(self.now, &mut out);
