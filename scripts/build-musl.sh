@@ -3,7 +3,10 @@
 # Rust's std compiled from source (Debian's rust-web-src) over musl libc.
 #
 #   scripts/build-musl.sh                 # -> target/x86_64-unknown-musqratt-musl/release/musqratt
-#   MUSL_FEATURES=mimalloc scripts/build-musl.sh   # cargo features of the musqratt crate
+#   MUSL_FEATURES= scripts/build-musl.sh  # musl's own malloc instead of mimalloc
+#
+# MUSL_FEATURES (cargo features of the musqratt crate) defaults to "mimalloc" when the crate has
+# that feature: musl's malloc halves the broker's throughput under threads (docs/runtime.md).
 #
 # Installs Debian's rustc-web, cargo-web, rust-web-src, musl-tools, musl-dev and libunwind-14-dev
 # when missing (run as root, or with sudo). Idempotent: a second run only checks and lets cargo
@@ -17,7 +20,11 @@ TARGET_NAME=x86_64-unknown-musqratt-musl
 TARGET_JSON="rust-std-port/$TARGET_NAME.json"
 CARGO_CONFIG="rust-std-port/cargo-config.toml"
 PROFILE="${MUSL_PROFILE:-release}"
-FEATURES="${MUSL_FEATURES-}"
+if [ -z "${MUSL_FEATURES+set}" ] && grep -q '^mimalloc *=' broker-component/server/Cargo.toml; then
+    FEATURES=mimalloc
+else
+    FEATURES="${MUSL_FEATURES-}"
+fi
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 OUT="$TARGET_DIR/$TARGET_NAME/$PROFILE/musqratt"
 SUPPORT="$TARGET_DIR/$TARGET_NAME/musqratt-support"
@@ -74,10 +81,12 @@ args=(build --locked --profile "$PROFILE" -p musqratt
 [ -n "$FEATURES" ] && args+=(--features "$FEATURES")
 
 log "RUSTC_BOOTSTRAP=1 $CARGO_DEB ${args[*]}"
+# C code of dependencies (the cc crate, e.g. mimalloc) is compiled against musl's headers.
 # RUSTFLAGS reaches only the target's artifacts (std included), not build scripts or proc-macros.
 env -u RUSTC_WRAPPER -u CARGO_BUILD_RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS \
     RUSTC_BOOTSTRAP=1 \
     RUSTFLAGS="-L native=$SUPPORT" \
+    CC_x86_64_unknown_musqratt_musl=musl-gcc \
     CARGO_TARGET_DIR="$TARGET_DIR" \
     "$CARGO_DEB" "${args[@]}"
 
