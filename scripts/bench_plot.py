@@ -116,7 +116,7 @@ def detail_rows(runs):
             rs = runs.get((label, b), [])
             if not ok(rs):
                 if rs:
-                    rows.append((label, b, "error", "", "", "", "", "", "", "; ".join(errors_of(rs))))
+                    rows.append((label, b, "error", "", "", "", "", "", "", "", "; ".join(errors_of(rs))))
                 continue
             sent = sum(r.get("sent", r.get("connected", 0)) for r in ok(rs))
             lost = sum(r.get("lost", r.get("failed", 0)) for r in ok(rs))
@@ -124,7 +124,7 @@ def detail_rows(runs):
             cpu = lambda k: med(rs, lambda r: r["cpu"].get(k))
             rows.append((label, b, str(len(ok(rs))), fmt(sent), fmt(lost), str(dup),
                          fmt(cpu("broker_cpu_pct")), fmt(cpu("gen_cpu_pct")),
-                         fmt(cpu("other_cpu_pct")), "; ".join(errors_of(rs))))
+                         fmt(cpu("softirq_pct")), fmt(cpu("other_cpu_pct")), "; ".join(errors_of(rs))))
     return rows
 
 
@@ -149,7 +149,7 @@ def machine(mosquitto):
 
 MAIN_HEADER = ["scenario", "metric", "Mosquitto", "MusQraTT", "MusQraTT / Mosquitto", "issue 5 target"]
 DETAIL_HEADER = ["run", "broker", "rounds", "sent (all rounds)", "lost", "duplicated",
-                 "broker CPU %", "generator CPU %", "other CPU %", "errors"]
+                 "broker CPU %", "generator CPU %", "softirq %", "other CPU %", "errors"]
 
 
 def plot(runs, png):

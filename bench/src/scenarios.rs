@@ -126,7 +126,13 @@ pub fn run(
                 window_end,
                 hard_end,
                 idle: Duration::from_secs(1),
-                coalesce: c.coalesce,
+                // With QoS 1/2 the broker's in-flight window waits for our
+                // acks: a nap would throttle the broker, so never nap there.
+                coalesce: if c.qos == QoS::AtMostOnce {
+                    c.coalesce
+                } else {
+                    Duration::ZERO
+                },
             };
             let e = e.clone();
             std::thread::spawn(move || flow::subscriber(conn, cfg, e))

@@ -151,8 +151,8 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Busy seconds of the whole machine, all cores (/proc/stat, first line).
-fn machine_busy_secs() -> Option<f64> {
+/// Busy and softirq seconds of the whole machine, all cores (/proc/stat).
+fn machine_secs() -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let f: Vec<u64> = stat
         .lines()
@@ -163,7 +163,10 @@ fn machine_busy_secs() -> Option<f64> {
         .collect();
     // user nice system idle iowait irq softirq steal …: all but idle and iowait.
     let busy: u64 = f.iter().take(8).sum::<u64>() - f.get(3)? - f.get(4)?;
-    Some(busy as f64 / TICKS_PER_SEC)
+    Some((
+        busy as f64 / TICKS_PER_SEC,
+        *f.get(6)? as f64 / TICKS_PER_SEC,
+    ))
 }
 
 /// CPU used by the broker, by this generator and by everything else on the
@@ -174,7 +177,7 @@ pub struct CpuMeter {
     t0: Instant,
     broker0: f64,
     gen0: f64,
-    machine0: f64,
+    machine0: (f64, f64),
 }
 
 impl CpuMeter {
@@ -186,17 +189,19 @@ impl CpuMeter {
                 .and_then(|p| cpu_secs(&p.to_string(), false))
                 .unwrap_or(0.0),
             gen0: cpu_secs("self", true).unwrap_or(0.0),
-            machine0: machine_busy_secs().unwrap_or(0.0),
+            machine0: machine_secs().unwrap_or_default(),
         }
     }
 
     /// Appends `wall_s`, `broker_cpu_s`, `broker_cpu_pct`, `gen_cpu_s`,
-    /// `gen_cpu_pct`, `other_cpu_pct` (100% = one core busy for the whole
-    /// interval) and `cores`.
+    /// `gen_cpu_pct`, `softirq_pct` (the kernel's loopback TCP work, when the
+    /// kernel charges it to no process), `other_cpu_pct` (100% = one core busy
+    /// for the whole interval) and `cores`.
     pub fn finish(&self, out: &mut Json) {
         let wall = self.t0.elapsed().as_secs_f64();
         let gen = cpu_secs("self", true).unwrap_or(0.0) - self.gen0;
-        let machine = machine_busy_secs().unwrap_or(0.0) - self.machine0;
+        let (busy, softirq) = machine_secs().unwrap_or_default();
+        let (busy, softirq) = (busy - self.machine0.0, softirq - self.machine0.1);
         let mut b = 0.0;
         out.num("wall_s", wall);
         if let Some(pid) = self.broker {
@@ -206,10 +211,9 @@ impl CpuMeter {
         }
         out.num("gen_cpu_s", gen);
         out.num("gen_cpu_pct", 100.0 * gen / wall);
-        out.num(
-            "other_cpu_pct",
-            (100.0 * (machine - b - gen) / wall).max(0.0),
-        );
+        out.num("softirq_pct", 100.0 * softirq / wall);
+        let other = busy - softirq - b - gen;
+        out.num("other_cpu_pct", (100.0 * other / wall).max(0.0));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         out.int("cores", cores as u64);
     }
