@@ -172,13 +172,16 @@ pub struct ClientArgs {
         default_value_t = 60
     )]
     pub keep_alive: u16,
+    /// Debug: say on stderr when connected and subscribed.
+    #[arg(short = 'd', long = "debug")]
+    pub debug: bool,
     /// Trusted CA certificates for TLS (TLS is not supported yet: rejected).
     #[arg(long = "cafile", value_name = "FILE")]
     pub cafile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("message").required(true).args(["message", "file", "lines", "null", "stdin"])))]
+#[command(group(ArgGroup::new("payload").required(true).args(["message", "file", "lines", "null", "stdin"])))]
 pub struct PubArgs {
     #[command(flatten)]
     pub broker: BrokerArgs,
@@ -243,4 +246,48 @@ pub struct SubArgs {
         value_name = "SECS"
     )]
     pub session_expiry: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn mosquitto_style_flags() {
+        let cli = Cli::try_parse_from([
+            "musqratt", "pub", "-h", "example", "-p", "1884", "-t", "a/b", "-m", "hi", "-q", "1",
+            "-r", "-e", "10", "-V", "mqttv311", "-i", "me",
+        ])
+        .unwrap();
+        let Command::Pub(p) = cli.command else {
+            panic!("not pub")
+        };
+        assert_eq!((p.broker.host.as_str(), p.broker.port), ("example", 1884));
+        assert_eq!(p.broker.version, ProtocolVersion::V311);
+        assert_eq!((p.client.qos, p.retain, p.expiry), (1, true, Some(10)));
+        assert!(Cli::try_parse_from(["musqratt", "pub", "-t", "a"]).is_err());
+        assert!(Cli::try_parse_from(["musqratt", "pub", "-t", "a", "-m", "x", "-q", "3"]).is_err());
+        let cli = Cli::try_parse_from([
+            "musqratt", "sub", "-t", "a", "-t", "b/#", "-C", "2", "-W", "5", "-v", "-c", "-i", "s",
+            "-x", "60",
+        ])
+        .unwrap();
+        let Command::Sub(s) = cli.command else {
+            panic!("not sub")
+        };
+        assert_eq!(s.topics, ["a", "b/#"]);
+        assert_eq!(
+            (s.count, s.timeout, s.session_expiry),
+            (Some(2), Some(5), Some(60))
+        );
+        assert!(s.verbose && s.persistent);
+        assert_eq!(parse_version("5"), Ok(ProtocolVersion::V5));
+        assert!(parse_version("mqttv31").is_err());
+    }
 }

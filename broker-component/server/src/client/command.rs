@@ -205,8 +205,11 @@ impl<'a> Args<'a> {
     }
 }
 
-/// Parse one line. `Err` is the text of the `error:` line.
+/// Parse one line. `Err` is the text of the `error:` line. A line starting with `#` is a comment.
 pub fn parse(line: &str) -> Result<Command, String> {
+    if line.trim_start().starts_with('#') {
+        return Ok(Command::Empty);
+    }
     let words = split(line)?;
     let Some((first, rest)) = words.split_first() else {
         return Ok(Command::Empty);
@@ -391,6 +394,7 @@ mod tests {
         );
         assert!(parse("connect -x soon").unwrap_err().contains("seconds"));
         assert_eq!(parse("").unwrap(), Command::Empty);
+        assert_eq!(parse("  # a comment").unwrap(), Command::Empty);
         assert_eq!(parse("quit").unwrap(), Command::Quit);
         assert!(parse("frobnicate").unwrap_err().contains("unknown command"));
         assert!(parse("sub").unwrap_err().contains("missing topic"));

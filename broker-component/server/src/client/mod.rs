@@ -2,6 +2,7 @@
 //! (DESIGN.md §4, docs/cli.md), on our own MQTT client over `musqratt-codec`.
 //!
 //! - [`session`]: one MQTT connection (CONNECT, requests and their acks, a reader thread);
+//! - `reader`: the reader thread of a connection;
 //! - [`command`]: the shell's command language and help;
 //! - [`shell`]: the shell's connections and what each command does;
 //! - [`repl`]: the shell's input loops (terminal with rustyline, or a pipe);
@@ -9,6 +10,7 @@
 
 pub mod command;
 pub mod pubsub;
+mod reader;
 pub mod repl;
 pub mod session;
 pub mod shell;

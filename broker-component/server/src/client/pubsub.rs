@@ -97,6 +97,7 @@ pub fn publish(a: &PubArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    debug_connected(a.client.debug, &client);
     let send = |payload: Bytes| -> Result<(), String> {
         let code = client
             .publish(&a.topic, payload, qos(a.client.qos), a.retain, a.expiry)
@@ -132,6 +133,18 @@ pub fn publish(a: &PubArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, closed.get().unwrap_or(e)),
+    }
+}
+
+fn debug_connected(debug: bool, client: &Client) {
+    if debug {
+        let ack = client.connack();
+        eprintln!(
+            "connected {} (CONNACK {}, session present: {})",
+            client.client_id(),
+            ack.reason_code.name(),
+            if ack.session_present { "yes" } else { "no" }
+        );
     }
 }
 
@@ -209,6 +222,7 @@ pub fn subscribe(a: &SubArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    debug_connected(a.client.debug, &client);
     let deadline = a.timeout.map(|s| Instant::now() + Duration::from_secs(s));
     let filters: Vec<_> = a
         .topics
@@ -224,6 +238,8 @@ pub fn subscribe(a: &SubArgs) -> ExitCode {
         if code.is_error() {
             denied += 1;
             eprintln!("error: subscription to {t} refused: {code}");
+        } else if a.client.debug {
+            eprintln!("subscribed {t} (granted QoS {})", code.0);
         }
     }
     if denied == codes.len() {

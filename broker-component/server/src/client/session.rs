@@ -2,20 +2,22 @@
 //! answers the broker (PUBACK, PUBREC/PUBCOMP, keep-alive pings) and hands incoming messages to a
 //! [`Sink`], while the caller's thread sends requests and waits for their acknowledgements.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use musqratt_codec::{
-    decode, encode, ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, PubAck,
-    Publish, QoS, ReasonCode, Subscribe, SubscriptionOptions, Unsubscribe,
+    encode, ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, Publish, QoS,
+    ReasonCode, Subscribe, SubscriptionOptions, Unsubscribe,
 };
+
+use super::reader::{read_connack, read_loop};
 
 /// How to reach the broker and what to put in CONNECT.
 #[derive(Clone, Debug)]
@@ -150,34 +152,34 @@ pub fn io_text(e: &std::io::Error) -> String {
 }
 
 /// State shared by the caller's side and the reader thread.
-struct Shared {
-    version: ProtocolVersion,
-    stream: TcpStream,
+pub(super) struct Shared {
+    pub(super) version: ProtocolVersion,
+    pub(super) stream: TcpStream,
     timeout: Duration,
     /// Serialises whole packets on the socket; holds the time of the last write.
-    writer: Mutex<Instant>,
-    state: Mutex<State>,
+    pub(super) writer: Mutex<Instant>,
+    pub(super) state: Mutex<State>,
 }
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     next_id: u16,
     /// Requests waiting for their acknowledgement, by packet identifier.
-    pending: HashMap<u16, mpsc::Sender<Packet>>,
+    pub(super) pending: HashMap<u16, mpsc::Sender<Packet>>,
     /// One entry per PINGREQ sent, in order; `None` for keep-alive pings nobody waits for.
-    pings: VecDeque<Option<mpsc::Sender<()>>>,
+    pub(super) pings: VecDeque<Option<mpsc::Sender<()>>>,
     /// Set by `disconnect`: the end of the connection is expected, not an event.
-    closing: bool,
+    pub(super) closing: bool,
     /// Why the connection ended, once it has.
     closed: Option<String>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
-    fn send(&self, packet: &Packet) -> Result<(), ClientError> {
+    pub(super) fn send(&self, packet: &Packet) -> Result<(), ClientError> {
         let mut buf = BytesMut::new();
         encode(packet, self.version, &mut buf);
         let mut last = lock(&self.writer);
@@ -504,169 +506,4 @@ fn open(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ClientErr
         }
     }
     Err(unreachable(last))
-}
-
-/// Read until one packet is decoded; it must be CONNACK. Bytes after it stay in `buf`.
-fn read_connack(
-    rd: &mut TcpStream,
-    buf: &mut BytesMut,
-    version: ProtocolVersion,
-    timeout: Duration,
-) -> Result<ConnAck, ClientError> {
-    let deadline = Instant::now() + timeout;
-    let mut chunk = [0u8; 4096];
-    loop {
-        match decode(buf, version, u32::MAX) {
-            Ok(Some((Packet::ConnAck(c), n))) => {
-                buf.advance(n);
-                return Ok(c);
-            }
-            Ok(Some((p, _))) => {
-                return Err(ClientError::Protocol(format!(
-                    "expected CONNACK, got {}",
-                    p.name()
-                )))
-            }
-            Ok(None) => {}
-            Err(e) => return Err(ClientError::Protocol(format!("bad CONNACK: {e}"))),
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ClientError::Timeout("CONNACK".into()));
-        }
-        let _ = rd.set_read_timeout(Some(left));
-        match rd.read(&mut chunk) {
-            Ok(0) => {
-                return Err(ClientError::Closed(
-                    "connection closed by the broker before CONNACK".into(),
-                ))
-            }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => {
-                return Err(ClientError::Closed(format!(
-                    "connection lost: {}",
-                    io_text(&e)
-                )))
-            }
-        }
-    }
-}
-
-/// The reader thread: decode, answer, dispatch; ping when the keep-alive is due. Returns why the
-/// connection ended.
-fn read_loop(
-    sh: &Shared,
-    mut rd: TcpStream,
-    mut buf: BytesMut,
-    keep_alive: u16,
-    sink: &Sink,
-) -> String {
-    // Ping at half the keep-alive; poll at most every second so the check stays timely.
-    let ping_every = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)) / 2);
-    let _ = rd.set_read_timeout(Some(
-        ping_every.map_or(Duration::from_secs(1), |p| p.min(Duration::from_secs(1))),
-    ));
-    let mut awaiting_rel = HashSet::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        loop {
-            match decode(&buf, sh.version, u32::MAX) {
-                Ok(Some((p, n))) => {
-                    buf.advance(n);
-                    if let Err(why) = handle(sh, p, &mut awaiting_rel, sink) {
-                        let _ = sh.stream.shutdown(Shutdown::Both);
-                        return why;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    let _ = sh.stream.shutdown(Shutdown::Both);
-                    return format!("bad packet from the broker: {e}");
-                }
-            }
-        }
-        match rd.read(&mut chunk) {
-            Ok(0) => return "connection closed by the broker".into(),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return format!("connection lost: {}", io_text(&e)),
-        }
-        if let Some(every) = ping_every {
-            let due = lock(&sh.writer).elapsed() >= every;
-            let closing = lock(&sh.state).closing;
-            if due && !closing {
-                lock(&sh.state).pings.push_back(None);
-                let _ = sh.send(&Packet::PingReq);
-            }
-        }
-    }
-}
-
-/// One packet from the broker. `Err` ends the connection with that text.
-fn handle(
-    sh: &Shared,
-    p: Packet,
-    awaiting_rel: &mut HashSet<u16>,
-    sink: &Sink,
-) -> Result<(), String> {
-    let complete = |id: u16, p: Packet| {
-        if let Some(tx) = lock(&sh.state).pending.remove(&id) {
-            let _ = tx.send(p);
-        }
-    };
-    let reply = |p: Packet| sh.send(&p).map_err(|e| e.to_string());
-    match p {
-        Packet::Publish(m) => match (m.qos, m.packet_id) {
-            (QoS::AtMostOnce, _) => sink(Event::Message(m)),
-            (QoS::AtLeastOnce, Some(id)) => {
-                sink(Event::Message(m));
-                reply(Packet::PubAck(PubAck::new(id)))?;
-            }
-            (QoS::ExactlyOnce, Some(id)) => {
-                // Deliver once: a re-sent PUBLISH before PUBREL is a duplicate.
-                if awaiting_rel.insert(id) {
-                    sink(Event::Message(m));
-                }
-                reply(Packet::PubRec(PubAck::new(id)))?;
-            }
-            _ => return Err("PUBLISH without packet identifier".into()),
-        },
-        Packet::PubRel(a) => {
-            awaiting_rel.remove(&a.packet_id);
-            reply(Packet::PubComp(PubAck::new(a.packet_id)))?;
-        }
-        Packet::PubAck(a) | Packet::PubComp(a) => complete(a.packet_id, Packet::PubAck(a)),
-        Packet::PubRec(a) => {
-            if a.reason_code.is_error() {
-                complete(a.packet_id, Packet::PubRec(a));
-            } else {
-                reply(Packet::PubRel(PubAck::new(a.packet_id)))?;
-            }
-        }
-        Packet::SubAck(a) => {
-            let id = a.packet_id;
-            complete(id, Packet::SubAck(a));
-        }
-        Packet::UnsubAck(a) => {
-            let id = a.packet_id;
-            complete(id, Packet::UnsubAck(a));
-        }
-        Packet::PingResp => {
-            if let Some(Some(tx)) = lock(&sh.state).pings.pop_front() {
-                let _ = tx.send(());
-            }
-        }
-        Packet::Disconnect(d) => {
-            let mut why = format!("disconnected by the broker: {}", d.reason_code);
-            if let Some(r) = d.properties.reason_string {
-                why.push_str(&format!(" ({r})"));
-            }
-            return Err(why);
-        }
-        p => return Err(format!("unexpected {} from the broker", p.name())),
-    }
-    Ok(())
 }

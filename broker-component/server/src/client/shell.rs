@@ -190,8 +190,10 @@ impl Shell {
         opts.session_expiry = session_expiry.filter(|&x| x > 0);
         opts.username = username;
         opts.password = password.map(String::into_bytes);
-        let client =
-            Client::connect(&opts, self.sink(&id)).map_err(|e| format!("connect {id}: {e}"))?;
+        let client = Client::connect(&opts, self.sink(&id)).map_err(|e| {
+            let shown = if id.is_empty() { "\"\"" } else { id.as_str() };
+            format!("connect {shown}: {e}")
+        })?;
         let ack = client.connack();
         let mut line = format!(
             "connected {} (CONNACK {}, session present: {})",
