@@ -126,15 +126,15 @@ fn handle(
     let reply = |p: Packet| sh.send(&p).map_err(|e| e.to_string());
     match p {
         Packet::Publish(m) => match (m.qos, m.packet_id) {
-            (QoS::AtMostOnce, _) => sink(Event::Message(m)),
+            (QoS::AtMostOnce, _) => sink(Event::Message(Box::new(m))),
             (QoS::AtLeastOnce, Some(id)) => {
-                sink(Event::Message(m));
+                sink(Event::Message(Box::new(m)));
                 reply(Packet::PubAck(PubAck::new(id)))?;
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 // Deliver once: a re-sent PUBLISH before PUBREL is a duplicate.
                 if awaiting_rel.insert(id) {
-                    sink(Event::Message(m));
+                    sink(Event::Message(Box::new(m)));
                 }
                 reply(Packet::PubRec(PubAck::new(id)))?;
             }

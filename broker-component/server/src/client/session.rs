@@ -58,7 +58,7 @@ impl Options {
 #[derive(Debug)]
 pub enum Event {
     /// A PUBLISH from the broker (already acknowledged at its QoS).
-    Message(Publish),
+    Message(Box<Publish>),
     /// The connection ended without [`Client::disconnect`]; the text says why.
     Closed(String),
 }

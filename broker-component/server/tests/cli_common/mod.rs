@@ -1,7 +1,7 @@
 //! Shared by the tests of the client subcommands (`cli_shell`, `cli_pubsub`, `cli_tty`): start
 //! the binary under test as a client, feed it, and wait for its lines. Every wait is bounded by a
 //! generous timeout and none measures time: these tests must pass on a loaded 2-core machine.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
