@@ -37,8 +37,9 @@ pub struct Conn {
     pub read_paused: bool,
     /// Flow control: the core paused this publisher because a subscriber it
     /// feeds is congested. Reading resumes on a resume from the core, or after
-    /// `BrokerConfig::publisher_stall` (the worker's sweep).
-    pub paused_at: Option<Instant>,
+    /// `BrokerConfig::publisher_stall` (the worker keeps the time, so an idle
+    /// connection does not pay for it).
+    pub paused: bool,
 }
 
 /// What a read attempt found.
@@ -61,7 +62,7 @@ impl Conn {
             closing: false,
             wake_deferred: false,
             read_paused: false,
-            paused_at: None,
+            paused: false,
         }
     }
 

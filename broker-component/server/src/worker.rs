@@ -133,6 +133,9 @@ pub struct Worker {
     /// Connections that hit MAX_READ_ROUNDS: read them again next iteration
     /// (edge-triggered readiness will not report them again).
     unfinished: Vec<(usize, u64)>,
+    /// Publishers paused by flow control, with when (a resume may overtake an
+    /// entry: entries are checked against the connection when swept).
+    paused: Vec<(usize, u64, Instant)>,
     /// Closing connections still flushing, with their deadline.
     lingering: Vec<(usize, u64, Instant)>,
     next_sweep: Instant,
@@ -157,6 +160,7 @@ impl Worker {
             },
             next_serial: 0,
             unfinished: Vec::new(),
+            paused: Vec::new(),
             lingering: Vec::new(),
             next_sweep: Instant::now() + SWEEP_EVERY,
             shutdown_deadline: None,
@@ -283,7 +287,7 @@ impl Worker {
                 readable = true;
             }
         }
-        if readable && c.paused_at.is_some() {
+        if readable && c.paused {
             // Flow control: bytes wait in the socket until a resume.
         } else if readable && c.out_full() {
             c.read_paused = true;
@@ -303,7 +307,9 @@ impl Worker {
                     break;
                 }
                 if self.out.pause {
-                    c.paused_at = Some(now);
+                    c.paused = true;
+                    let serial = c.core.conn_ref().serial;
+                    self.paused.push((slot, serial, now));
                     break;
                 }
                 if rounds == MAX_READ_ROUNDS {
@@ -394,12 +400,13 @@ impl Worker {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        if c.paused_at.take().is_none() || c.closing {
+        if !std::mem::take(&mut c.paused) || c.closing {
             return;
         }
         c.resume_input(&self.broker, now, &mut self.out);
         if self.out.pause {
-            c.paused_at = Some(now);
+            c.paused = true;
+            self.paused.push((slot, c.core.conn_ref().serial, now));
             self.after(slot, now);
         } else {
             self.on_ready(slot, true, false, now);
@@ -436,15 +443,18 @@ impl Worker {
         // Paused publishers whose subscriber stopped moving: read again (the
         // core no longer pauses for a stalled subscriber; it drops instead).
         let stall = self.broker.config.publisher_stall;
-        let stalled: Vec<(usize, u64)> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                c.paused_at
-                    .is_some_and(|t| now.saturating_duration_since(t) >= stall)
-            })
-            .map(|(slot, c)| (slot, c.core.conn_ref().serial))
-            .collect();
+        let mut stalled = Vec::new();
+        self.paused.retain(|&(slot, serial, since)| {
+            let still = self
+                .conns
+                .get(slot)
+                .is_some_and(|c| c.paused && c.core.conn_ref().serial == serial);
+            if still && now.saturating_duration_since(since) >= stall {
+                stalled.push((slot, serial));
+                return false;
+            }
+            still
+        });
         for (slot, serial) in stalled {
             if self.serial_at(slot) == Some(serial) {
                 self.resume(slot, now);
