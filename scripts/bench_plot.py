@@ -24,6 +24,9 @@ FLOWS = [
 ]
 LAT_KEYS = [("p50", "p50"), ("p99", "p99"), ("p999", "p99.9"), ("max", "max")]
 BROKERS = ("mosquitto", "musqratt")
+# A round during which other processes used more than this much CPU (% of one
+# core) competed with the broker and the generator: flagged as disturbed.
+NOISY_PCT = 25
 
 
 def load(path):
@@ -122,7 +125,9 @@ def detail_rows(runs):
             lost = sum(r.get("lost", r.get("failed", 0)) for r in ok(rs))
             dup = sum(r.get("duplicated", 0) for r in ok(rs))
             cpu = lambda k: med(rs, lambda r: r["cpu"].get(k))
-            rows.append((label, b, str(len(ok(rs))), fmt(sent), fmt(lost), str(dup),
+            noisy = sum(1 for r in ok(rs) if r["cpu"].get("other_cpu_pct", 0) > NOISY_PCT)
+            rounds = f"{len(ok(rs))} ({noisy} disturbed)" if noisy else str(len(ok(rs)))
+            rows.append((label, b, rounds, fmt(sent), fmt(lost), str(dup),
                          fmt(cpu("broker_cpu_pct")), fmt(cpu("gen_cpu_pct")),
                          fmt(cpu("softirq_pct")), fmt(cpu("other_cpu_pct")), "; ".join(errors_of(rs))))
     return rows
@@ -140,7 +145,10 @@ def machine(mosquitto):
     model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True).stdout.strip()
+        rev = git("rev-parse", "--short", "HEAD")
+        if git("status", "--porcelain", "--", "broker-component"):
+            rev += " with uncommitted changes in broker-component/"
     except OSError:
         rev = "?"
     return (f"{os.cpu_count()} cores (`nproc`), {model}, {mem / 1024 / 1024:.1f} GiB RAM, "
@@ -258,8 +266,9 @@ def write_md(a, main_t, detail_t):
         "",
         main_t,
         "",
-        "Delivery check and CPU (100% = one core busy for the whole window; *other* is everything else "
-        "on the machine during the window, i.e. noise):",
+        "Delivery check and CPU, medians over rounds (100% = one core busy for the whole window; "
+        "*softirq* is the kernel's loopback TCP work charged to no process; *other* is every other "
+        f"process on the machine, i.e. noise; a round with other > {NOISY_PCT}% is counted as disturbed):",
         "",
         detail_t,
         "",
