@@ -160,6 +160,11 @@ SCENARIOS=(
     "conns|conns --clients $CLIENTS --procs 4 --threads 2 --src 127.0.0.2-9"
 )
 
+# What is measured: the commit, and whether the broker's sources differ from it.
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -n "$(git status --porcelain -- broker-component 2>/dev/null)" ] &&
+    COMMIT="$COMMIT with uncommitted changes in broker-component/"
+
 START=$(date +%s)
 for entry in "${SCENARIOS[@]}"; do
     label=${entry%%|*}
@@ -190,4 +195,5 @@ fi
 "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null && PY=$VENV/bin/python
 DOC_ARGS=()
 [ "$DOCS" = 1 ] && DOC_ARGS=(--md docs/benchmarks.md --png docs/benchmarks.png)
-"$PY" scripts/bench_plot.py "$RESULTS" --mosquitto "$("$MOSQUITTO" -h 2>&1 | head -1)" "${DOC_ARGS[@]}"
+"$PY" scripts/bench_plot.py "$RESULTS" --mosquitto "$("$MOSQUITTO" -h 2>&1 | head -1)" \
+    --commit "$COMMIT" "${DOC_ARGS[@]}"

@@ -141,16 +141,17 @@ def table(header, rows):
     return "\n".join(out)
 
 
-def machine(mosquitto):
+def machine(mosquitto, rev):
     model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
-    try:
-        git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True).stdout.strip()
-        rev = git("rev-parse", "--short", "HEAD")
-        if git("status", "--porcelain", "--", "broker-component"):
-            rev += " with uncommitted changes in broker-component/"
-    except OSError:
-        rev = "?"
+    if not rev:
+        try:
+            git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True).stdout.strip()
+            rev = git("rev-parse", "--short", "HEAD")
+            if git("status", "--porcelain", "--", "broker-component"):
+                rev += " with uncommitted changes in broker-component/"
+        except OSError:
+            rev = "?"
     return (f"{os.cpu_count()} cores (`nproc`), {model}, {mem / 1024 / 1024:.1f} GiB RAM, "
             f"Linux {platform.release()}; {mosquitto or 'mosquitto'}; MusQraTT at commit {rev or '?'}")
 
@@ -231,6 +232,7 @@ def main():
     ap.add_argument("--md")
     ap.add_argument("--png")
     ap.add_argument("--mosquitto", default="")
+    ap.add_argument("--commit", default="", help="the MusQraTT source measured (default: git HEAD now)")
     a = ap.parse_args()
     if a.summary:
         print(summary(a.summary))
@@ -261,8 +263,8 @@ def write_md(a, main_t, detail_t):
         "<!-- results -->",
         "## Latest results",
         "",
-        f"Run on {datetime.date.today().isoformat()} by `make bench` ({rounds} rounds, medians). Machine: "
-        + machine(a.mosquitto) + ".",
+        f"Run on {datetime.date.fromtimestamp(os.path.getmtime(a.results)).isoformat()} by `make bench` ({rounds} rounds, medians). Machine: "
+        + machine(a.mosquitto, a.commit) + ".",
         "",
         main_t,
         "",
