@@ -57,22 +57,7 @@ pub fn encode(packet: &Packet, version: ProtocolVersion, out: &mut BytesMut) {
                 out.put_u8(c.reason_code.to_v311_connack());
             }
         }
-        Packet::Publish(p) => {
-            let flags = (u8::from(p.dup) << 3) | (p.qos.as_u8() << 1) | u8::from(p.retain);
-            out.put_u8((packet_type::PUBLISH << 4) | flags);
-            put_vbi(out, plan.remaining);
-            put_str(out, &p.topic);
-            if p.qos != QoS::AtMostOnce {
-                let id = p
-                    .packet_id
-                    .expect("PUBLISH with QoS > 0 needs a packet identifier");
-                out.put_u16(id);
-            }
-            if v5 {
-                put_properties(out, &p.properties, plan.props);
-            }
-            out.put_slice(&p.payload);
-        }
+        Packet::Publish(p) => put_publish(out, &p.as_ref(), v5, &plan),
         Packet::PubAck(a) => put_puback(out, packet_type::PUBACK << 4, a, v5, &plan),
         Packet::PubRec(a) => put_puback(out, packet_type::PUBREC << 4, a, v5, &plan),
         Packet::PubRel(a) => put_puback(out, (packet_type::PUBREL << 4) | 0b0010, a, v5, &plan),
@@ -162,6 +147,49 @@ pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> usize {
     1 + vbi_len(remaining) + remaining
 }
 
+/// Appends the encoding of a PUBLISH given by borrowed parts; the same bytes
+/// as `encode(&Packet::Publish(..))`.
+pub fn encode_publish(p: &PublishRef<'_>, version: ProtocolVersion, out: &mut BytesMut) {
+    let v5 = version.is_v5();
+    let plan = plan_publish(p, v5);
+    out.reserve(1 + vbi_len(plan.remaining) + plan.remaining);
+    put_publish(out, p, v5, &plan);
+}
+
+/// The size `encode_publish` would write (fixed header included).
+pub fn publish_len(p: &PublishRef<'_>, version: ProtocolVersion) -> usize {
+    let remaining = plan_publish(p, version.is_v5()).remaining;
+    1 + vbi_len(remaining) + remaining
+}
+
+fn plan_publish(p: &PublishRef<'_>, v5: bool) -> Plan {
+    let props = v5_props(p.properties, v5);
+    let id = if p.qos == QoS::AtMostOnce { 0 } else { 2 };
+    let prefixed = if v5 { with_prefix(props) } else { 0 };
+    Plan {
+        remaining: 2 + p.topic.len() + id + prefixed + p.payload.len(),
+        props,
+        will_props: 0,
+    }
+}
+
+fn put_publish(out: &mut BytesMut, p: &PublishRef<'_>, v5: bool, plan: &Plan) {
+    let flags = (u8::from(p.dup) << 3) | (p.qos.as_u8() << 1) | u8::from(p.retain);
+    out.put_u8((packet_type::PUBLISH << 4) | flags);
+    put_vbi(out, plan.remaining);
+    put_str(out, p.topic);
+    if p.qos != QoS::AtMostOnce {
+        let id = p
+            .packet_id
+            .expect("PUBLISH with QoS > 0 needs a packet identifier");
+        out.put_u16(id);
+    }
+    if v5 {
+        put_properties(out, p.properties, plan.props);
+    }
+    out.put_slice(p.payload);
+}
+
 /// A Property Length prefix plus the properties.
 #[inline]
 fn with_prefix(props: usize) -> usize {
@@ -223,12 +251,7 @@ fn plan(packet: &Packet, version: ProtocolVersion) -> Plan {
             plan.props = v5_props(&c.properties, v5);
             2 + if v5 { with_prefix(plan.props) } else { 0 }
         }
-        Packet::Publish(p) => {
-            plan.props = v5_props(&p.properties, v5);
-            let id = if p.qos == QoS::AtMostOnce { 0 } else { 2 };
-            let props = if v5 { with_prefix(plan.props) } else { 0 };
-            2 + p.topic.len() + id + props + p.payload.len()
-        }
+        Packet::Publish(p) => return plan_publish(&p.as_ref(), v5),
         Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => {
             if v5 {
                 plan.props = properties_len(&a.properties);

@@ -27,7 +27,7 @@ mod props_codec;
 mod wire;
 
 pub use decode::{decode, decode_connect_version, DecodeError};
-pub use encode::{encode, encoded_len};
+pub use encode::{encode, encode_publish, encoded_len, publish_len};
 pub use packet::*;
 pub use properties::Properties;
 pub use types::{ProtocolVersion, QoS, ReasonCode, RetainHandling};

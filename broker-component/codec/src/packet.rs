@@ -122,6 +122,37 @@ pub struct Publish {
     pub payload: Bytes,
 }
 
+impl Publish {
+    /// A borrowed view of this PUBLISH, for [`crate::encode_publish`].
+    pub fn as_ref(&self) -> PublishRef<'_> {
+        PublishRef {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic: &self.topic,
+            packet_id: self.packet_id,
+            properties: &self.properties,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// A PUBLISH made of borrowed parts: what a broker encodes once per
+/// subscriber from one stored message, without building an owned [`Publish`]
+/// (no topic copy, no payload reference count traffic).
+#[derive(Debug, Clone, Copy)]
+pub struct PublishRef<'a> {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    /// Empty when a Topic Alias property stands for it (v5).
+    pub topic: &'a str,
+    /// Present exactly when `qos > 0`.
+    pub packet_id: Option<u16>,
+    pub properties: &'a Properties,
+    pub payload: &'a [u8],
+}
+
 /// PUBACK, PUBREC, PUBREL and PUBCOMP share one shape (§3.4–3.7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PubAck {

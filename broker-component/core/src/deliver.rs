@@ -2,9 +2,10 @@
 //! (the client's Receive Maximum), outgoing topic aliases, the client's
 //! Maximum Packet Size and per-delivery message expiry.
 
+use std::sync::LazyLock;
 use std::time::Instant;
 
-use musqratt_codec::{encoded_len, Packet, Properties, PubAck, Publish, QoS};
+use musqratt_codec::{encode_publish, publish_len, Packet, Properties, PubAck, PublishRef, QoS};
 
 use crate::broker::Broker;
 use crate::connection::{Connection, Output};
@@ -101,6 +102,10 @@ impl Connection {
     /// Encodes one PUBLISH for this client. Returns false if it was discarded
     /// because it exceeds the client's Maximum Packet Size (§3.1.2.11.4: the
     /// server discards it and behaves as if delivery completed).
+    ///
+    /// This is the per-subscriber hot path: the PUBLISH is encoded straight
+    /// from the shared message (no owned copy of topic or payload), and v5
+    /// properties are built only when there is something to say.
     pub(crate) fn send_publish(
         &mut self,
         broker: &Broker,
@@ -111,53 +116,77 @@ impl Connection {
         out: &mut Output,
     ) -> bool {
         let msg = &o.msg;
-        let properties = if self.version.is_v5() {
-            let mut p = msg.properties.as_deref().cloned().unwrap_or_default();
-            p.message_expiry_interval = msg.remaining_expiry(now);
-            p.subscription_identifiers.clone_from(&o.sub_ids);
-            p
-        } else {
-            Properties::default()
+        let mut props: Option<Properties> = None;
+        if self.version.is_v5() {
+            let expiry = msg.remaining_expiry(now);
+            if msg.properties.is_some() || expiry.is_some() || !o.sub_ids.is_empty() {
+                let mut p = msg.properties.as_deref().cloned().unwrap_or_default();
+                p.message_expiry_interval = expiry;
+                p.subscription_identifiers.clone_from(&o.sub_ids);
+                props = Some(p);
+            }
+        }
+        if self.client_max_packet != u32::MAX {
+            let full = PublishRef {
+                dup,
+                qos: o.qos,
+                retain: o.retain,
+                topic: &msg.topic,
+                packet_id,
+                properties: props.as_ref().unwrap_or(&EMPTY),
+                payload: &msg.payload,
+            };
+            if publish_len(&full, self.version) > self.client_max_packet as usize {
+                Metrics::add(&broker.metrics.messages_dropped, 1);
+                tracing::debug!(client = %self.client_id, topic = %msg.topic, "message larger than the client's Maximum Packet Size, discarded");
+                return false;
+            }
+        }
+        // An alias only shrinks the packet: the size check above holds.
+        let (alias, send_topic) = match self.client_alias_max {
+            0 => (None, true),
+            _ => self.topic_alias_for(&msg.topic),
         };
-        let mut packet = Packet::Publish(Publish {
+        if let Some(alias) = alias {
+            props.get_or_insert_with(Properties::default).topic_alias = Some(alias);
+        }
+        let publish = PublishRef {
             dup,
             qos: o.qos,
             retain: o.retain,
-            topic: msg.topic.clone(),
+            topic: if send_topic { &msg.topic } else { "" },
             packet_id,
-            properties,
-            payload: msg.payload.clone(),
-        });
-        if self.client_max_packet != u32::MAX
-            && encoded_len(&packet, self.version) > self.client_max_packet as usize
-        {
-            Metrics::add(&broker.metrics.messages_dropped, 1);
-            tracing::debug!(client = %self.client_id, topic = %msg.topic, "message larger than the client's Maximum Packet Size, discarded");
-            return false;
-        }
-        if self.client_alias_max > 0 {
-            if let Packet::Publish(p) = &mut packet {
-                self.apply_topic_alias(p);
-            }
-        }
-        self.send(broker, &packet, out);
+            properties: props.as_ref().unwrap_or(&EMPTY),
+            payload: &msg.payload,
+        };
+        let before = out.transmit.len();
+        encode_publish(&publish, self.version, &mut out.transmit);
+        Metrics::add(
+            &broker.metrics.bytes_sent,
+            (out.transmit.len() - before) as u64,
+        );
         Metrics::add(&broker.metrics.messages_sent, 1);
         true
     }
 
     /// Outgoing topic aliases (§3.3.2.3.4): the first message on a topic
     /// establishes an alias while the client's Topic Alias Maximum allows;
-    /// later messages send the alias with an empty topic.
-    fn apply_topic_alias(&mut self, p: &mut Publish) {
+    /// later messages send the alias with an empty topic. Returns the alias
+    /// and whether the topic must still be sent.
+    fn topic_alias_for(&mut self, topic: &str) -> (Option<u16>, bool) {
         let max = self.client_alias_max;
         let aliases = self.aliases.get_or_insert_with(Default::default);
-        if let Some(&alias) = aliases.outbound.get(&p.topic) {
-            p.topic.clear();
-            p.properties.topic_alias = Some(alias);
+        if let Some(&alias) = aliases.outbound.get(topic) {
+            (Some(alias), false)
         } else if aliases.outbound.len() < usize::from(max) {
             let alias = aliases.outbound.len() as u16 + 1;
-            aliases.outbound.insert(p.topic.clone(), alias);
-            p.properties.topic_alias = Some(alias);
+            aliases.outbound.insert(topic.to_owned(), alias);
+            (Some(alias), true)
+        } else {
+            (None, true)
         }
     }
 }
+
+/// The property set of a PUBLISH that carries none.
+static EMPTY: LazyLock<Properties> = LazyLock::new(Properties::default);

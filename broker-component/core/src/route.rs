@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use musqratt_codec::QoS;
+use smallvec::SmallVec;
 
 use crate::broker::Broker;
 use crate::connection::{ConnRef, Output};
@@ -65,7 +66,8 @@ impl Broker {
         }
         let tree = self.topics.read();
         let mut matched = false;
-        let mut targets: Vec<Target<'_>> = Vec::new();
+        // Inline room for the common few subscribers: no allocation per publish.
+        let mut targets: SmallVec<[Target<'_>; 4]> = SmallVec::new();
         tree.for_each_match(&msg.topic, |s| {
             matched = true;
             if s.options.no_local && s.session_id == msg.publisher {
@@ -132,12 +134,12 @@ impl Broker {
 
 /// Overlapping subscriptions of one session deliver once (§3.3.4): at the
 /// highest QoS, with every matching Subscription Identifier.
-fn merge_overlapping(targets: &mut Vec<Target<'_>>) {
+fn merge_overlapping(targets: &mut SmallVec<[Target<'_>; 4]>) {
     if targets.len() < 2 {
         return;
     }
     targets.sort_by_key(|t| t.sub.session_id);
-    let mut merged: Vec<Target<'_>> = Vec::with_capacity(targets.len());
+    let mut merged: SmallVec<[Target<'_>; 4]> = SmallVec::with_capacity(targets.len());
     for t in targets.drain(..) {
         match merged.last_mut() {
             Some(m) if m.sub.session_id == t.sub.session_id => {

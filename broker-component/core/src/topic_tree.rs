@@ -30,7 +30,9 @@ struct SharedGroup {
 
 #[derive(Default)]
 struct Node {
-    children: HashMap<Box<str>, Node>,
+    /// foldhash: several times faster than SipHash on short topic levels,
+    /// still randomly seeded (levels come from clients).
+    children: HashMap<Box<str>, Node, foldhash::fast::RandomState>,
     subscribers: Vec<Subscriber>,
     shared: Vec<SharedGroup>,
 }
@@ -128,10 +130,9 @@ impl TopicTree {
     /// Calls `f` for every subscription matching `topic`: every plain subscriber,
     /// and one member per shared group (round robin, preferring online members).
     pub(crate) fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(Match<'a>)) {
-        let levels: Vec<&str> = topic.split('/').collect();
         // §4.7.2: wildcards at the first level do not match `$` topics.
         let dollar = topic.starts_with('$');
-        match_rec(&self.root, &levels, 0, dollar, &mut f);
+        match_rec(&self.root, Some(topic), true, dollar, &mut f);
     }
 }
 
@@ -176,31 +177,35 @@ fn remove_rec(
     }
 }
 
+/// `rest` is the part of the topic below `node` (None once every level is
+/// consumed); levels are split as the walk goes, without allocating.
 fn match_rec<'a>(
     node: &'a Node,
-    levels: &[&str],
-    depth: usize,
+    rest: Option<&str>,
+    first: bool,
     dollar: bool,
     f: &mut impl FnMut(Match<'a>),
 ) {
-    let wildcards_allowed = !(dollar && depth == 0);
+    let wildcards_allowed = !(dollar && first);
     if wildcards_allowed {
         // `#` matches the parent level too ("a/#" matches "a").
         if let Some(hash) = node.children.get("#") {
             emit(hash, f);
         }
     }
-    match levels.split_first() {
-        None => emit(node, f),
-        Some((first, rest)) => {
-            if let Some(child) = node.children.get(*first) {
-                match_rec(child, rest, depth + 1, dollar, f);
-            }
-            if wildcards_allowed {
-                if let Some(plus) = node.children.get("+") {
-                    match_rec(plus, rest, depth + 1, dollar, f);
-                }
-            }
+    let Some(rest) = rest else {
+        return emit(node, f);
+    };
+    let (level, below) = match rest.split_once('/') {
+        Some((level, below)) => (level, Some(below)),
+        None => (rest, None),
+    };
+    if let Some(child) = node.children.get(level) {
+        match_rec(child, below, false, dollar, f);
+    }
+    if wildcards_allowed {
+        if let Some(plus) = node.children.get("+") {
+            match_rec(plus, below, false, dollar, f);
         }
     }
 }
