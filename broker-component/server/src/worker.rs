@@ -7,7 +7,7 @@
 //! and kicks for this worker's connections run right after, and those for
 //! other workers are collected and handed over once per loop iteration.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -133,9 +133,9 @@ pub struct Worker {
     /// Connections that hit MAX_READ_ROUNDS: read them again next iteration
     /// (edge-triggered readiness will not report them again).
     unfinished: Vec<(usize, u64)>,
-    /// Publishers paused by flow control, with when (a resume may overtake an
-    /// entry: entries are checked against the connection when swept).
-    paused: Vec<(usize, u64, Instant)>,
+    /// Publishers paused by flow control: slot → (serial, paused since). One
+    /// entry per paused connection: a resume removes it, a pause replaces it.
+    paused: HashMap<usize, (u64, Instant)>,
     /// Closing connections still flushing, with their deadline.
     lingering: Vec<(usize, u64, Instant)>,
     next_sweep: Instant,
@@ -160,7 +160,7 @@ impl Worker {
             },
             next_serial: 0,
             unfinished: Vec::new(),
-            paused: Vec::new(),
+            paused: HashMap::new(),
             lingering: Vec::new(),
             next_sweep: Instant::now() + SWEEP_EVERY,
             shutdown_deadline: None,
@@ -308,8 +308,7 @@ impl Worker {
                 }
                 if self.out.pause {
                     c.paused = true;
-                    let serial = c.core.conn_ref().serial;
-                    self.paused.push((slot, serial, now));
+                    self.paused.insert(slot, (c.core.conn_ref().serial, now));
                     break;
                 }
                 if rounds == MAX_READ_ROUNDS {
@@ -403,10 +402,11 @@ impl Worker {
         if !std::mem::take(&mut c.paused) || c.closing {
             return;
         }
+        self.paused.remove(&slot);
         c.resume_input(&self.broker, now, &mut self.out);
         if self.out.pause {
             c.paused = true;
-            self.paused.push((slot, c.core.conn_ref().serial, now));
+            self.paused.insert(slot, (c.core.conn_ref().serial, now));
             self.after(slot, now);
         } else {
             self.on_ready(slot, true, false, now);
@@ -443,18 +443,18 @@ impl Worker {
         // Paused publishers whose subscriber stopped moving: read again (the
         // core no longer pauses for a stalled subscriber; it drops instead).
         let stall = self.broker.config.publisher_stall;
-        let mut stalled = Vec::new();
-        self.paused.retain(|&(slot, serial, since)| {
-            let still = self
-                .conns
+        let conns = &self.conns;
+        self.paused.retain(|&slot, &mut (serial, _)| {
+            conns
                 .get(slot)
-                .is_some_and(|c| c.paused && c.core.conn_ref().serial == serial);
-            if still && now.saturating_duration_since(since) >= stall {
-                stalled.push((slot, serial));
-                return false;
-            }
-            still
+                .is_some_and(|c| c.paused && c.core.conn_ref().serial == serial)
         });
+        let stalled: Vec<(usize, u64)> = self
+            .paused
+            .iter()
+            .filter(|(_, (_, since))| now.saturating_duration_since(*since) >= stall)
+            .map(|(&slot, &(serial, _))| (slot, serial))
+            .collect();
         for (slot, serial) in stalled {
             if self.serial_at(slot) == Some(serial) {
                 self.resume(slot, now);
