@@ -2,6 +2,8 @@
 #
 #   make serve | run   build the release broker and run it on 127.0.0.1:1883
 #   make test          everything CI runs: fmt check, clippy, cargo tests, Python paho tests
+#   make musl          static broker for our own musl target (std built from source)
+#   make bench         side-by-side benchmark against Mosquitto (docs/benchmarks.md)
 #   make build | fmt | lint
 
 SHELL := /usr/bin/env bash
@@ -17,7 +19,8 @@ export MUSQRATT_BIN
 # cargo-nextest when installed (faster, per-test processes), else plain cargo test.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: all serve run test build release fmt fmt-check lint cargo-test pytest deps-run deps-test clean
+.PHONY: all serve run test build release fmt fmt-check lint cargo-test pytest deps-run deps-test clean \
+        musl test-musl bench
 
 all: build
 
@@ -58,8 +61,27 @@ endif
 pytest: release
 	$(VENV)/bin/python -m pytest -q broker-component/server/tests/paho $(PYTEST_ARGS)
 
+MUSL_BIN := $(CURDIR)/target/x86_64-unknown-musqratt-musl/release/musqratt
+
+# Static musqratt for our own target: std built from source over musl (rust-std-port/README.md).
+musl:
+	scripts/build-musl.sh
+
+# The broker integration tests a second time, against the musl binary (same tests, other binary).
+test-musl: musl
+ifeq ($(NEXTEST),yes)
+	MUSQRATT_BIN=$(MUSL_BIN) $(CARGO) nextest run -p musqratt --no-fail-fast
+else
+	MUSQRATT_BIN=$(MUSL_BIN) $(CARGO) test -p musqratt --no-fail-fast
+endif
+	MUSQRATT_BIN=$(MUSL_BIN) $(VENV)/bin/python -m pytest -q broker-component/server/tests/paho $(PYTEST_ARGS)
+
+# Side-by-side benchmark against Debian's Mosquitto; rewrites docs/benchmarks.{md,png}.
+bench:
+	scripts/bench.sh
+
 # Order: cheap checks first; the release binary is built once and shared by both test suites.
-test: deps-test fmt-check lint cargo-test pytest
+test: deps-test fmt-check lint cargo-test pytest test-musl
 
 clean:
 	$(CARGO) clean

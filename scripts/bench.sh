@@ -46,7 +46,7 @@ MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 # --- Build ---------------------------------------------------------------------
 log "building musqratt and musqratt-bench (release)"
 cargo build --release -q -p musqratt -p musqratt-bench
-MUSQRATT=$TARGET/release/musqratt
+MUSQRATT=${BENCH_MUSQRATT_BIN:-$TARGET/release/musqratt}
 GEN=$TARGET/release/musqratt-bench
 
 mkdir -p "$OUT/logs"
