@@ -62,10 +62,14 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
     });
     let mut threads = Vec::new();
     for (id, p) in polls.into_iter().enumerate() {
-        let worker = Worker::new(id as u32, p, shared.clone());
+        let registry = p
+            .registry()
+            .try_clone()
+            .map_err(|e| format!("cannot clone poll registry: {e}"))?;
+        let worker = Worker::new(id as u32, registry, shared.clone());
         let t = std::thread::Builder::new()
             .name(format!("worker-{id}"))
-            .spawn(move || worker.run())
+            .spawn(move || worker.run(p))
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         threads.push(t);
     }

@@ -9,11 +9,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use musqratt_core::{Broker, ConnRef, Connection, Output};
 use slab::Slab;
 
@@ -44,6 +44,9 @@ pub enum Msg {
 pub struct Inbox {
     msgs: Mutex<Vec<Msg>>,
     waker: Waker,
+    /// The worker's state, lockable by other workers while it sleeps (see
+    /// [`hand_over`]). Weak: the worker's thread owns it.
+    worker: OnceLock<Weak<Mutex<Worker>>>,
 }
 
 impl Inbox {
@@ -51,6 +54,13 @@ impl Inbox {
         Inbox {
             msgs: Mutex::new(Vec::new()),
             waker,
+            worker: OnceLock::new(),
+        }
+    }
+
+    fn wake(&self) {
+        if let Err(e) = self.waker.wake() {
+            tracing::error!("cannot wake worker: {e}");
         }
     }
 
@@ -63,9 +73,7 @@ impl Inbox {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .append(batch);
-        if let Err(e) = self.waker.wake() {
-            tracing::error!("cannot wake worker: {e}");
-        }
+        self.wake();
     }
 
     fn take(&self, into: &mut Vec<Msg>) {
@@ -120,9 +128,42 @@ impl Router {
     }
 }
 
+/// Hands a batch of wakes, kicks and resumes to worker `target`.
+///
+/// If the target is asleep in `epoll_wait` (its state unlocked), the calling
+/// thread does the work itself: it runs the target's connections' handlers and
+/// writes their sockets directly. Waking a sleeping thread on another core
+/// costs tens of microseconds on these machines, which is most of a
+/// cross-worker delivery's latency; a thread that is already running pays
+/// none of it. When the target is busy, the batch goes through its inbox.
+fn hand_over(shared: &Shared, target: usize, batch: &mut Vec<Msg>) {
+    if batch.is_empty() {
+        return;
+    }
+    let inbox = &shared.inboxes[target];
+    let Some(cell) = inbox.worker.get().and_then(Weak::upgrade) else {
+        return inbox.deliver(batch);
+    };
+    let Ok(mut w) = cell.try_lock() else {
+        return inbox.deliver(batch);
+    };
+    let now = Instant::now();
+    for msg in batch.drain(..) {
+        w.on_msg(msg, now);
+    }
+    w.run_local(now);
+    // What that produced for other workers goes by inbox (never recursively).
+    for (t, outbox) in w.router.outboxes.iter_mut().enumerate() {
+        shared.inboxes[t].deliver(outbox);
+    }
+    if !w.unfinished.is_empty() {
+        inbox.wake(); // its poll timeout must become zero
+    }
+}
+
 pub struct Worker {
     id: u32,
-    poll: Poll,
+    registry: Registry,
     shared: Arc<Shared>,
     broker: Arc<Broker>,
     conns: Slab<Conn>,
@@ -143,11 +184,11 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(id: u32, poll: Poll, shared: Arc<Shared>) -> Worker {
+    pub fn new(id: u32, registry: Registry, shared: Arc<Shared>) -> Worker {
         let workers = shared.inboxes.len();
         Worker {
             id,
-            poll,
+            registry,
             broker: shared.broker.clone(),
             shared,
             conns: Slab::new(),
@@ -167,21 +208,37 @@ impl Worker {
         }
     }
 
-    pub fn run(mut self) {
+    /// The worker's thread: sleep in `epoll_wait` with the state unlocked (so
+    /// other workers may [`hand_over`] work to it), then handle the events with
+    /// it locked.
+    pub fn run(self, mut poll: Poll) {
+        let id = self.id as usize;
+        let shared = Arc::clone(&self.shared);
+        let cell = Arc::new(Mutex::new(self));
+        let _ = shared.inboxes[id].worker.set(Arc::downgrade(&cell));
         let mut events = Events::with_capacity(1024);
         let mut inbox = Vec::new();
         loop {
-            let timeout = self.poll_timeout(Instant::now());
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            let timeout = lock(&cell).poll_timeout(Instant::now());
+            if let Err(e) = poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
-                    tracing::error!(worker = self.id, "poll failed: {e}");
+                    tracing::error!(worker = id, "poll failed: {e}");
                     return;
                 }
             }
+            if !lock(&cell).iterate(&events, &mut inbox) {
+                return;
+            }
+        }
+    }
+
+    /// One loop iteration's work. Returns false once shut down.
+    fn iterate(&mut self, events: &Events, inbox: &mut Vec<Msg>) -> bool {
+        {
             let now = Instant::now();
             for ev in events.iter() {
                 if ev.token() == WAKER {
-                    self.shared.inboxes[self.id as usize].take(&mut inbox);
+                    self.shared.inboxes[self.id as usize].take(inbox);
                     for msg in inbox.drain(..) {
                         self.on_msg(msg, now);
                     }
@@ -199,14 +256,15 @@ impl Worker {
             }
             self.timers(now);
             for (worker, outbox) in self.router.outboxes.iter_mut().enumerate() {
-                self.shared.inboxes[worker].deliver(outbox);
+                hand_over(&self.shared, worker, outbox);
             }
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() || now >= deadline {
-                    return;
+                    return false;
                 }
             }
         }
+        true
     }
 
     fn poll_timeout(&self, now: Instant) -> Duration {
@@ -244,7 +302,7 @@ impl Worker {
         }
         let entry = self.conns.vacant_entry();
         let slot = entry.key();
-        let registered = self.poll.registry().register(
+        let registered = self.registry.register(
             &mut stream,
             Token(slot),
             // Both at once, for good: edge-triggered WRITABLE costs nothing
@@ -362,7 +420,7 @@ impl Worker {
         self.out.transmit.clear();
         self.out.close = false;
         self.router.route(&mut self.out);
-        let _ = self.poll.registry().deregister(&mut c.stream);
+        let _ = self.registry.deregister(&mut c.stream);
         self.shared.live.fetch_sub(1, Ordering::Relaxed);
         // Dropping `c` closes the socket.
     }
@@ -494,4 +552,9 @@ impl Worker {
         }
         self.run_local(now);
     }
+}
+
+/// Locks a worker's state; a panic in another holder does not stop this one.
+fn lock(cell: &Mutex<Worker>) -> MutexGuard<'_, Worker> {
+    cell.lock().unwrap_or_else(|e| e.into_inner())
 }
