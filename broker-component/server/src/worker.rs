@@ -8,7 +8,7 @@
 //! other workers are collected and handed over once per loop iteration.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,8 @@ pub enum Msg {
 pub struct Inbox {
     msgs: Mutex<Vec<Msg>>,
     waker: Waker,
+    /// The worker is in (or entering) `epoll_wait`: deliveries must wake it.
+    sleeping: AtomicBool,
     /// The worker's state, lockable by other workers while it sleeps (see
     /// [`hand_over`]). Weak: the worker's thread owns it.
     worker: OnceLock<Weak<Mutex<Worker>>>,
@@ -54,6 +56,7 @@ impl Inbox {
         Inbox {
             msgs: Mutex::new(Vec::new()),
             waker,
+            sleeping: AtomicBool::new(false),
             worker: OnceLock::new(),
         }
     }
@@ -64,7 +67,10 @@ impl Inbox {
         }
     }
 
-    /// Hands over a batch with one lock and one wakeup.
+    /// Hands over a batch with one lock, and a wakeup only if the worker is
+    /// (about to be) asleep: a running worker empties its inbox every loop
+    /// iteration anyway, and an `eventfd` write per batch is a syscall plus a
+    /// spurious `epoll_wait` return on the other side.
     pub fn deliver(&self, batch: &mut Vec<Msg>) {
         if batch.is_empty() {
             return;
@@ -73,7 +79,30 @@ impl Inbox {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .append(batch);
-        self.wake();
+        // SeqCst pairs with `sleep_unless_busy`: either the worker sees the
+        // message before sleeping, or we see it sleeping and wake it.
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.wake();
+        }
+    }
+
+    /// Marks the worker as going to sleep; false if its inbox has messages
+    /// (then it must not block).
+    fn sleep_unless_busy(&self) -> bool {
+        self.sleeping.store(true, Ordering::SeqCst);
+        let empty = self
+            .msgs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if !empty {
+            self.sleeping.store(false, Ordering::SeqCst);
+        }
+        empty
+    }
+
+    fn awake(&self) {
+        self.sleeping.store(false, Ordering::SeqCst);
     }
 
     fn take(&self, into: &mut Vec<Msg>) {
@@ -219,8 +248,13 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         let mut inbox = Vec::new();
         loop {
-            let timeout = lock(&cell).poll_timeout(Instant::now());
-            if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            let mut timeout = lock(&cell).poll_timeout(Instant::now());
+            if !shared.inboxes[id].sleep_unless_busy() {
+                timeout = Duration::ZERO;
+            }
+            let polled = poll.poll(&mut events, Some(timeout));
+            shared.inboxes[id].awake();
+            if let Err(e) = polled {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     tracing::error!(worker = id, "poll failed: {e}");
                     return;
@@ -236,16 +270,19 @@ impl Worker {
     fn iterate(&mut self, events: &Events, inbox: &mut Vec<Msg>) -> bool {
         {
             let now = Instant::now();
+            // The inbox is read every iteration: deliveries to a running worker
+            // come without a wakeup.
+            self.shared.inboxes[self.id as usize].take(inbox);
+            for msg in inbox.drain(..) {
+                self.on_msg(msg, now);
+            }
+            self.run_local(now);
             for ev in events.iter() {
                 if ev.token() == WAKER {
-                    self.shared.inboxes[self.id as usize].take(inbox);
-                    for msg in inbox.drain(..) {
-                        self.on_msg(msg, now);
-                    }
-                } else {
-                    let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                    self.on_ready(ev.token().0, readable, ev.is_writable(), now);
+                    continue; // its messages were taken above
                 }
+                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                self.on_ready(ev.token().0, readable, ev.is_writable(), now);
                 self.run_local(now);
             }
             for (slot, serial) in std::mem::take(&mut self.unfinished) {
