@@ -1,7 +1,6 @@
 //! `$SYS` topics: broker statistics published as retained messages every
 //! `sys_interval`, so a new subscriber gets current values at once.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,7 +10,7 @@ use musqratt_codec::QoS;
 use crate::broker::Broker;
 use crate::connection::Output;
 use crate::message::Message;
-use crate::metrics::Metrics;
+use crate::metrics::Counter;
 
 impl Broker {
     pub(crate) fn publish_sys_if_due(&self, now: Instant, out: &mut Output) {
@@ -23,7 +22,7 @@ impl Broker {
             *next = now + self.config.sys_interval;
         }
         let m = &self.metrics;
-        let counter = |c: &AtomicU64| Metrics::get(c).to_string();
+        let counter = |c: &Counter| c.get().to_string();
         let values = [
             ("$SYS/broker/version", self.config.version.clone()),
             (
