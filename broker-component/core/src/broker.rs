@@ -3,7 +3,8 @@
 //!
 //! Locking (no global lock on the publish path):
 //! - `sessions` (registry) is touched only by CONNECT and session end;
-//! - `topics` is an `RwLock`: PUBLISH reads, SUBSCRIBE/UNSUBSCRIBE write;
+//! - `topics` is a sharded reader-writer lock: PUBLISH reads (one shard per
+//!   thread, no shared cache line), SUBSCRIBE/UNSUBSCRIBE write (all shards);
 //! - each session has its own mutex;
 //! - order: registry → topics → (hold | retained | session), never the reverse.
 
@@ -13,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
+use parking_lot::Mutex;
 
 use musqratt_codec::{topic, Will};
 
@@ -30,7 +32,10 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub metrics: Metrics,
     pub(crate) sessions: Mutex<HashMap<Arc<str>, Arc<SessionCell>>>,
-    pub(crate) topics: RwLock<TopicTree>,
+    /// Sharded: a reader (every PUBLISH) locks only its thread's shard, so
+    /// readers on different cores never touch the same cache line; a writer
+    /// (SUBSCRIBE, UNSUBSCRIBE) locks every shard.
+    pub(crate) topics: ShardedLock<TopicTree>,
     pub(crate) hold: Mutex<HoldQueues>,
     pub(crate) retained: Mutex<RetainedStore>,
     /// Offline sessions' deadlines (will delay, session expiry), by time.
@@ -53,7 +58,7 @@ impl Broker {
             config,
             metrics: Metrics::default(),
             sessions: Mutex::new(HashMap::new()),
-            topics: RwLock::new(TopicTree::default()),
+            topics: ShardedLock::new(TopicTree::default()),
             hold: Mutex::new(HoldQueues::default()),
             retained: Mutex::new(RetainedStore::default()),
             timers: Mutex::new(BTreeMap::new()),
@@ -63,6 +68,16 @@ impl Broker {
             next_hold_purge: Mutex::new(now),
             id_salt,
         }
+    }
+
+    /// The subscription tree for matching (a poisoned lock is still usable:
+    /// the tree is never left half-updated by a panic in a reader).
+    pub(crate) fn topics_read(&self) -> ShardedLockReadGuard<'_, TopicTree> {
+        self.topics.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn topics_write(&self) -> ShardedLockWriteGuard<'_, TopicTree> {
+        self.topics.write().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn new_session_id(&self) -> u64 {
@@ -81,7 +96,7 @@ impl Broker {
     /// Topics that exist now: filters with subscribers plus topics with held
     /// messages (DESIGN §3, `$SYS/broker/topics/count`).
     pub fn topic_count(&self) -> usize {
-        self.topics.read().filter_count() + self.hold.lock().topic_count()
+        self.topics_read().filter_count() + self.hold.lock().topic_count()
     }
 
     /// Sessions known to the broker, online or not.
@@ -246,7 +261,7 @@ impl Broker {
         if filters.is_empty() {
             return;
         }
-        let mut tree = self.topics.write();
+        let mut tree = self.topics_write();
         for f in filters {
             let (group, filter) = split_shared(f);
             tree.unsubscribe(filter, group, session_id);

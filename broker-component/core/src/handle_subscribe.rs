@@ -61,7 +61,7 @@ impl Connection {
                 options: opts,
                 sub_id,
             };
-            let is_new = broker.topics.write().subscribe(plain, group, subscriber);
+            let is_new = broker.topics_write().subscribe(plain, group, subscriber);
             {
                 let mut s = session.lock();
                 if s.conn != Some(self.conn_ref) {
@@ -70,8 +70,7 @@ impl Connection {
                     // cleared the session's subscriptions, so undo ours.
                     drop(s);
                     broker
-                        .topics
-                        .write()
+                        .topics_write()
                         .unsubscribe(plain, group, self.session_id);
                     return;
                 }
@@ -138,8 +137,7 @@ impl Connection {
             if existed {
                 let (group, plain) = split_shared(filter);
                 broker
-                    .topics
-                    .write()
+                    .topics_write()
                     .unsubscribe(plain, group, self.session_id);
             }
             codes.push(if existed {

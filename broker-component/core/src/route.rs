@@ -64,7 +64,7 @@ impl Broker {
         if msg.is_expired(now) {
             return Routed::NoSubscribers;
         }
-        let tree = self.topics.read();
+        let tree = self.topics_read();
         let mut matched = false;
         // Inline room for the common few subscribers: no allocation per publish.
         let mut targets: SmallVec<[Target<'_>; 4]> = SmallVec::new();
