@@ -275,23 +275,20 @@ impl Broker {
         now: Instant,
         out: &mut Output,
     ) {
-        let will = *will;
-        let p = will.properties;
-        let expiry = p
-            .message_expiry_interval
-            .or(match self.config.message_default_expiry_secs {
-                0 => None,
-                s => Some(s),
-            });
-        let msg = Message {
-            topic: will.topic,
-            payload: will.payload,
-            qos: will.qos,
-            retain: will.retain,
-            properties: Message::forwarded_properties(p),
-            expires_at: expiry.map(|s| now + Duration::from_secs(u64::from(s))),
+        let Will {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+        } = *will;
+        let msg = Message::new(
+            (topic, payload, qos, retain),
+            properties,
             publisher,
-        };
+            self.config.message_default_expiry_secs,
+            now,
+        );
         tracing::debug!(topic = %msg.topic, "publishing will");
         self.publish(Arc::new(msg), None, now, out);
     }

@@ -35,17 +35,35 @@ impl Message {
         default_expiry_secs: u32,
         now: Instant,
     ) -> Message {
-        let p = publish.properties;
-        let expiry = p.message_expiry_interval.or(match default_expiry_secs {
-            0 => None,
-            s => Some(s),
-        });
+        let head = (topic, publish.payload, publish.qos, publish.retain);
+        Message::new(
+            head,
+            publish.properties,
+            publisher,
+            default_expiry_secs,
+            now,
+        )
+    }
+
+    /// Builds the stored message from (topic, payload, QoS, retain) and the
+    /// publisher's properties, of a PUBLISH or a will: fixes the expiry
+    /// deadline (the publisher's Message Expiry Interval, else the default;
+    /// 0 = never) and keeps only the forwarded properties.
+    pub fn new(
+        (topic, payload, qos, retain): (String, Bytes, QoS, bool),
+        properties: Properties,
+        publisher: u64,
+        default_expiry_secs: u32,
+        now: Instant,
+    ) -> Message {
+        let default = (default_expiry_secs != 0).then_some(default_expiry_secs);
+        let expiry = properties.message_expiry_interval.or(default);
         Message {
             topic,
-            payload: publish.payload,
-            qos: publish.qos,
-            retain: publish.retain,
-            properties: Message::forwarded_properties(p),
+            payload,
+            qos,
+            retain,
+            properties: Message::forwarded_properties(properties),
             expires_at: expiry.map(|s| now + Duration::from_secs(u64::from(s))),
             publisher,
         }
