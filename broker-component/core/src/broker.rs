@@ -247,12 +247,7 @@ impl Broker {
             {
                 registry.remove(&s.client_id);
             }
-            s.queue.clear();
-            s.inflight.clear();
-            s.pending_will = None;
-            s.expires_at = None;
-            let subs: Vec<String> = s.subscriptions.drain().map(|(f, _)| f).collect();
-            (s.id, subs)
+            (s.id, s.end())
         };
         self.unsubscribe_all(subscriptions.0, &subscriptions.1);
     }

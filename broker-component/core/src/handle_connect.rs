@@ -9,7 +9,7 @@ use musqratt_codec::{ConnAck, Connect, Packet, Properties, ProtocolVersion, Reas
 use crate::broker::Broker;
 use crate::connection::{Connection, Output, State};
 use crate::metrics::Metrics;
-use crate::session::Session;
+use crate::session::{Session, SessionCell};
 
 impl Connection {
     pub(crate) fn handle_connect(
@@ -83,17 +83,9 @@ impl Connection {
                     if c.clean_start {
                         // Discard the old session: a fresh one replaces it.
                         let old_id = s.id;
-                        let filters: Vec<String> =
-                            s.subscriptions.drain().map(|(f, _)| f).collect();
-                        s.queue.clear();
-                        s.inflight.clear();
+                        let filters = s.end();
                         drop(s);
-                        let fresh = Arc::new(parking_lot::Mutex::new(Session::new(
-                            broker.new_session_id(),
-                            Arc::clone(&client_id),
-                            self.session_expiry,
-                        )));
-                        fresh.lock().conn = Some(self.conn_ref);
+                        let fresh = self.new_session(broker, &client_id);
                         registry.insert(Arc::clone(&client_id), Arc::clone(&fresh));
                         drop(registry);
                         broker.unsubscribe_all(old_id, &filters);
@@ -106,12 +98,7 @@ impl Connection {
                     }
                 }
                 None => {
-                    let fresh = Arc::new(parking_lot::Mutex::new(Session::new(
-                        broker.new_session_id(),
-                        Arc::clone(&client_id),
-                        self.session_expiry,
-                    )));
-                    fresh.lock().conn = Some(self.conn_ref);
+                    let fresh = self.new_session(broker, &client_id);
                     registry.insert(Arc::clone(&client_id), Arc::clone(&fresh));
                     (fresh, false)
                 }
@@ -145,6 +132,17 @@ impl Connection {
             self.redeliver(broker, &mut s, now, out);
         }
         self.drain(broker, &mut s, now, out);
+    }
+
+    /// A new session, bound to this connection.
+    fn new_session(&self, broker: &Broker, client_id: &Arc<str>) -> Arc<SessionCell> {
+        let mut session = Session::new(
+            broker.new_session_id(),
+            Arc::clone(client_id),
+            self.session_expiry,
+        );
+        session.conn = Some(self.conn_ref);
+        Arc::new(parking_lot::Mutex::new(session))
     }
 
     /// CONNACK with an error code, then close (§3.2.2.2).

@@ -166,6 +166,17 @@ impl Session {
         resumes.append(&mut self.waiters);
     }
 
+    /// Ends the session's state (messages, pending will, expiry) and returns
+    /// its subscription filters, which the caller removes from the tree
+    /// outside this session's lock (lock order: tree before session).
+    pub fn end(&mut self) -> Vec<String> {
+        self.queue.clear();
+        self.inflight.clear();
+        self.pending_will = None;
+        self.expires_at = None;
+        self.subscriptions.drain().map(|(f, _)| f).collect()
+    }
+
     /// Drops QoS 0 messages when the client goes offline.
     pub fn drop_qos0(&mut self) {
         self.queue.retain(|o| o.qos != QoS::AtMostOnce);
