@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Broker settings; `Default` gives the documented defaults of DESIGN.md §5.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BrokerConfig {
     /// Hold messages published to topics nobody subscribes to (DESIGN.md §3).
     pub hold_enabled: bool,

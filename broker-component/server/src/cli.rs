@@ -83,7 +83,7 @@ impl ServeArgs {
             s.in_memory = true;
         }
         if let Some(hold) = self.hold {
-            s.hold_enabled = hold == OnOff::On;
+            s.broker.hold_enabled = hold == OnOff::On;
         }
         Ok(s)
     }

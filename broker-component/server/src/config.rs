@@ -21,58 +21,26 @@ pub struct Settings {
     pub listeners: Vec<SocketAddr>,
     pub storage_dir: PathBuf,
     pub in_memory: bool,
-    pub hold_enabled: bool,
-    pub hold_max_messages_per_topic: usize,
-    pub session_default_expiry_secs: u32,
-    pub max_keepalive_secs: u16,
-    pub message_default_expiry_secs: u32,
-    pub max_packet_size: u32,
     /// 0 = unlimited.
     pub max_connections: usize,
-    pub max_inflight: u16,
-    /// 0 = unlimited.
-    pub max_queued_messages: usize,
+    /// The protocol core's settings, filled straight from `[hold]`,
+    /// `[session]`, `[message]` and `[limits]`.
+    pub broker: BrokerConfig,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        let core = BrokerConfig::default();
         Settings {
             listeners: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
             storage_dir: PathBuf::from("musqratt-data"),
             in_memory: false,
-            hold_enabled: core.hold_enabled,
-            hold_max_messages_per_topic: core.hold_max_messages_per_topic,
-            session_default_expiry_secs: core.session_default_expiry_secs,
-            max_keepalive_secs: core.max_keepalive_secs,
-            message_default_expiry_secs: core.message_default_expiry_secs,
-            max_packet_size: core.max_packet_size,
             max_connections: 0,
-            max_inflight: core.max_inflight,
-            max_queued_messages: core.max_queued_messages,
+            broker: BrokerConfig::default(),
         }
     }
 }
 
 impl Settings {
-    /// The protocol core's view of these settings.
-    pub fn broker_config(&self) -> BrokerConfig {
-        BrokerConfig {
-            hold_enabled: self.hold_enabled,
-            hold_max_messages_per_topic: self.hold_max_messages_per_topic,
-            session_default_expiry_secs: self.session_default_expiry_secs,
-            max_keepalive_secs: self.max_keepalive_secs,
-            message_default_expiry_secs: self.message_default_expiry_secs,
-            max_packet_size: self.max_packet_size,
-            max_inflight: self.max_inflight,
-            max_queued_messages: match self.max_queued_messages {
-                0 => usize::MAX,
-                n => n,
-            },
-            ..BrokerConfig::default()
-        }
-    }
-
     /// Reads `path` over the defaults.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let src = std::fs::read_to_string(path)
@@ -424,9 +392,9 @@ impl Cx<'_> {
     fn hold(&self, key: &Key, item: &Item, s: &mut Settings) -> Result<(), ConfigError> {
         for (k, v) in entries(self.table(key, item, "hold")?) {
             match k.get() {
-                "enabled" => s.hold_enabled = self.boolean(k, v, "hold.enabled")?,
+                "enabled" => s.broker.hold_enabled = self.boolean(k, v, "hold.enabled")?,
                 "max_messages_per_topic" => {
-                    s.hold_max_messages_per_topic =
+                    s.broker.hold_max_messages_per_topic =
                         self.int(k, v, "hold.max_messages_per_topic", 0..=i64::from(u32::MAX))?
                             as usize
                 }
@@ -446,12 +414,12 @@ impl Cx<'_> {
         for (k, v) in entries(self.table(key, item, "session")?) {
             match k.get() {
                 "default_expiry_secs" => {
-                    s.session_default_expiry_secs =
+                    s.broker.session_default_expiry_secs =
                         self.int(k, v, "session.default_expiry_secs", 0..=i64::from(u32::MAX))?
                             as u32
                 }
                 "max_keepalive_secs" => {
-                    s.max_keepalive_secs =
+                    s.broker.max_keepalive_secs =
                         self.int(k, v, "session.max_keepalive_secs", 0..=i64::from(u16::MAX))?
                             as u16
                 }
@@ -471,7 +439,7 @@ impl Cx<'_> {
         for (k, v) in entries(self.table(key, item, "message")?) {
             match k.get() {
                 "default_expiry_secs" => {
-                    s.message_default_expiry_secs =
+                    s.broker.message_default_expiry_secs =
                         self.int(k, v, "message.default_expiry_secs", 0..=i64::from(u32::MAX))?
                             as u32
                 }
@@ -500,20 +468,28 @@ impl Cx<'_> {
                 "max_packet_size" => {
                     // Smallest useful: a CONNECT with an empty client id is 14 bytes.
                     let max = i64::from(musqratt_codec::MAX_REMAINING_LENGTH as u32);
-                    s.max_packet_size = self.int(k, v, "limits.max_packet_size", 16..=max)? as u32
+                    s.broker.max_packet_size =
+                        self.int(k, v, "limits.max_packet_size", 16..=max)? as u32
                 }
                 "max_connections" => {
                     s.max_connections =
                         self.int(k, v, "limits.max_connections", 0..=i64::from(u32::MAX))? as usize
                 }
                 "max_inflight" => {
-                    s.max_inflight =
+                    s.broker.max_inflight =
                         self.int(k, v, "limits.max_inflight", 1..=i64::from(u16::MAX))? as u16
                 }
                 "max_queued_messages" => {
-                    s.max_queued_messages =
-                        self.int(k, v, "limits.max_queued_messages", 0..=i64::from(u32::MAX))?
-                            as usize
+                    // 0 = unlimited.
+                    s.broker.max_queued_messages = match self.int(
+                        k,
+                        v,
+                        "limits.max_queued_messages",
+                        0..=i64::from(u32::MAX),
+                    )? {
+                        0 => usize::MAX,
+                        n => n as usize,
+                    }
                 }
                 "max_memory_mb" => {
                     if self.int(k, v, "limits.max_memory_mb", 0..=i64::from(u32::MAX))? != 0 {

@@ -45,7 +45,7 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
         .register(&mut signals, SIGNALS, Interest::READABLE)
         .map_err(|e| format!("cannot register signals: {e}"))?;
 
-    let broker = Arc::new(Broker::new(settings.broker_config(), Instant::now()));
+    let broker = Arc::new(Broker::new(settings.broker.clone(), Instant::now()));
     let mut polls = Vec::new();
     let mut inboxes = Vec::new();
     for _ in 0..workers {

@@ -57,15 +57,14 @@ max_memory_mb = 0
     .unwrap();
     assert_eq!(s.listeners.len(), 2);
     assert_eq!(s.listeners[0].port(), 1884);
-    assert!(s.in_memory && !s.hold_enabled);
-    assert_eq!(s.hold_max_messages_per_topic, 10);
-    assert_eq!(s.max_keepalive_secs, 30);
-    assert_eq!(s.max_inflight, 8);
+    assert!(s.in_memory && !s.broker.hold_enabled);
+    assert_eq!(s.broker.hold_max_messages_per_topic, 10);
+    assert_eq!(s.broker.max_keepalive_secs, 30);
+    assert_eq!(s.broker.max_inflight, 8);
     assert_eq!(s.max_connections, 100);
-    let core = s.broker_config();
-    assert_eq!(core.max_queued_messages, usize::MAX, "0 = unlimited");
-    assert_eq!(core.max_packet_size, 1024);
-    assert_eq!(core.message_default_expiry_secs, 5);
+    assert_eq!(s.broker.max_queued_messages, usize::MAX, "0 = unlimited");
+    assert_eq!(s.broker.max_packet_size, 1024);
+    assert_eq!(s.broker.message_default_expiry_secs, 5);
 }
 
 #[test]
