@@ -158,8 +158,7 @@ impl Connection {
                         && e.reason == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
                     {
                         tracing::warn!("closing connection: CONNECT with {}", e);
-                        self.send_connack_error(e.reason, out);
-                        self.close(broker, now, out, false);
+                        self.refuse(broker, e.reason, now, out);
                     } else {
                         self.protocol_violation(broker, e.reason, &e.message, now, out);
                     }

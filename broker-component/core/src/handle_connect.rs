@@ -146,18 +146,19 @@ impl Connection {
     }
 
     /// CONNACK with an error code, then close (§3.2.2.2).
-    fn refuse(&mut self, broker: &Broker, reason: ReasonCode, now: Instant, out: &mut Output) {
-        self.send_connack_error(reason, out);
-        let _ = broker;
-        self.close(broker, now, out, false);
-    }
-
-    pub(crate) fn send_connack_error(&mut self, reason: ReasonCode, out: &mut Output) {
+    pub(crate) fn refuse(
+        &mut self,
+        broker: &Broker,
+        reason: ReasonCode,
+        now: Instant,
+        out: &mut Output,
+    ) {
         let connack = ConnAck {
             session_present: false,
             reason_code: reason,
             properties: Properties::default(),
         };
-        musqratt_codec::encode(&Packet::ConnAck(connack), self.version, &mut out.transmit);
+        self.send(broker, &Packet::ConnAck(connack), out);
+        self.close(broker, now, out, false);
     }
 }
