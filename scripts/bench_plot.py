@@ -141,7 +141,7 @@ def table(header, rows):
     return "\n".join(out)
 
 
-def machine(mosquitto, rev):
+def machine(mosquitto, rev, note=""):
     model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
     if not rev:
@@ -153,7 +153,8 @@ def machine(mosquitto, rev):
         except OSError:
             rev = "?"
     return (f"{os.cpu_count()} cores (`nproc`), {model}, {mem / 1024 / 1024:.1f} GiB RAM, "
-            f"Linux {platform.release()}; {mosquitto or 'mosquitto'}; MusQraTT at commit {rev or '?'}")
+            f"Linux {platform.release()}{'; ' + note if note else ''}; {mosquitto or 'mosquitto'}; "
+            f"MusQraTT at commit {rev or '?'}")
 
 
 MAIN_HEADER = ["scenario", "metric", "Mosquitto", "MusQraTT", "MusQraTT / Mosquitto", "issue 5 target"]
@@ -233,6 +234,7 @@ def main():
     ap.add_argument("--png")
     ap.add_argument("--mosquitto", default="")
     ap.add_argument("--commit", default="", help="the MusQraTT source measured (default: git HEAD now)")
+    ap.add_argument("--note", default="", help="machine state worth knowing (e.g. kdamond paused)")
     a = ap.parse_args()
     if a.summary:
         print(summary(a.summary))
@@ -264,7 +266,7 @@ def write_md(a, main_t, detail_t):
         "## Latest results",
         "",
         f"Run on {datetime.date.fromtimestamp(os.path.getmtime(a.results)).isoformat()} by `make bench` ({rounds} rounds, medians). Machine: "
-        + machine(a.mosquitto, a.commit) + ".",
+        + machine(a.mosquitto, a.commit, a.note) + ".",
         "",
         main_t,
         "",

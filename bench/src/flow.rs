@@ -243,6 +243,8 @@ pub struct SubCfg {
     pub idle: Duration,
     /// Sleep this long after a read of fewer than [`COALESCE_BELOW`] bytes.
     pub coalesce: Duration,
+    /// Keep every sample slower than this (nanoseconds) for `--slow-us`.
+    pub slow_over: Option<u64>,
 }
 
 pub const COALESCE_BELOW: usize = 16 * 1024;
@@ -260,6 +262,8 @@ pub struct SubResult {
     pub tracker: SeqTracker,
     pub in_window: u64,
     pub latency: Histogram,
+    /// (publisher's stamp, latency) of the samples over `slow_over`, in ns.
+    pub slow: Vec<(u64, u64)>,
     pub error: Option<String>,
 }
 
@@ -302,7 +306,11 @@ fn sub_loop(conn: &mut Conn, cfg: &SubCfg, expect: &Expect, r: &mut SubResult) -
                     // Warm-up deliveries (cold caches, first allocations) are
                     // not latency samples; the drain after the window is.
                     if now >= cfg.window_start {
-                        r.latency.record(now_stamp.saturating_sub(ts));
+                        let lat = now_stamp.saturating_sub(ts);
+                        r.latency.record(lat);
+                        if cfg.slow_over.is_some_and(|over| lat > over) {
+                            r.slow.push((ts, lat));
+                        }
                     }
                     r.in_window += u64::from(in_window);
                     match qos {

@@ -37,6 +37,7 @@ common flags:
   --inflight 64                   QoS 1/2: unacknowledged publishes per publisher
   --batch 256                     QoS 0: publishes per write
   --coalesce-us 200               subscribers nap after a read under 16 KiB (latency: 0)
+  --slow-us N                     print each latency sample over N us to stderr (diagnostics)
   --v5                            MQTT 5.0 (default 3.1.1)
 ";
 

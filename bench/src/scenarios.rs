@@ -30,6 +30,8 @@ pub struct Common {
     pub batch: usize,
     /// Subscribers nap this long after a small read (0 = never).
     pub coalesce: Duration,
+    /// `--slow-us`: print every latency sample over this to stderr.
+    pub slow_over: Option<u64>,
     /// Unique per run, so retained or held messages of an earlier run can
     /// never reach this one.
     pub prefix: String,
@@ -69,6 +71,14 @@ impl Common {
             coalesce: Duration::from_micros(
                 a.get("coalesce-us", if scenario == "latency" { 0 } else { 200 })?,
             ),
+            slow_over: match a.opt("slow-us") {
+                Some(v) => Some(
+                    v.parse::<u64>()
+                        .map_err(|e| format!("--slow-us {v}: {e}"))?
+                        * 1000,
+                ),
+                None => None,
+            },
             prefix: format!("bench/{run}"),
         })
     }
@@ -126,6 +136,7 @@ pub fn run(
                 window_end,
                 hard_end,
                 idle: Duration::from_secs(1),
+                slow_over: c.slow_over,
                 // With QoS 1/2 the broker's in-flight window waits for our
                 // acks: a nap would throttle the broker, so never nap there.
                 coalesce: if c.qos == QoS::AtMostOnce {
@@ -182,6 +193,7 @@ pub fn run(
     }
     let (mut expected, mut received, mut dup, mut in_window) = (0, 0, 0, 0);
     let mut lat = Histogram::default();
+    let mut slow = Vec::new();
     for (t, s) in sub_threads.into_iter().zip(&subs) {
         let r = t.join().map_err(|_| "subscriber thread panicked")?;
         expected += s.from.iter().map(|&p| sent[p]).sum::<u64>();
@@ -189,7 +201,20 @@ pub fn run(
         dup += r.tracker.duplicated;
         in_window += r.in_window;
         lat.merge(&r.latency);
+        slow.extend(r.slow);
         errors.extend(r.error);
+    }
+
+    // Diagnostics: when the slow samples happened, to tell a periodic cost
+    // (a timer) from scattered ones (preemption).
+    slow.sort_unstable();
+    let t0 = slow.first().map_or(0, |s| s.0);
+    for (ts, l) in &slow {
+        eprintln!(
+            "slow sample: +{:.6} s {:.1} us",
+            (ts - t0) as f64 / 1e9,
+            *l as f64 / 1e3
+        );
     }
 
     let total_sent: u64 = sent.iter().sum();
