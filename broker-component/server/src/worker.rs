@@ -25,8 +25,13 @@ pub const WAKER: Token = Token(usize::MAX);
 const READ_BUF: usize = 64 * 1024;
 /// Reads per readiness event before serving other connections (fairness).
 const MAX_READ_ROUNDS: usize = 16;
-/// How often every connection's keep-alive / connect timeout is checked.
+/// The timers' granularity: a worker looks at its connections' deadlines
+/// (keep-alive, connect timeout, stalled publishers, lingering closes) at most
+/// this often, so one fires up to this late. It wakes only when one is due:
+/// an idle worker sleeps, which on a 2-vCPU edge box is a core given back.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How long a worker with no deadline at all sleeps before looking again.
+const IDLE_SWEEP: Duration = Duration::from_secs(3600);
 /// How long a closing connection may take to flush before it is dropped.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -208,6 +213,9 @@ pub struct Worker {
     paused: HashMap<usize, (u64, Instant)>,
     /// Closing connections still flushing, with their deadline.
     lingering: Vec<(usize, u64, Instant)>,
+    /// When the deadlines were last looked at, and when next (the earliest
+    /// known deadline, but not sooner than SWEEP_EVERY after the last look).
+    last_sweep: Instant,
     next_sweep: Instant,
     shutdown_deadline: Option<Instant>,
 }
@@ -232,7 +240,8 @@ impl Worker {
             unfinished: Vec::new(),
             paused: HashMap::new(),
             lingering: Vec::new(),
-            next_sweep: Instant::now() + SWEEP_EVERY,
+            last_sweep: Instant::now(),
+            next_sweep: Instant::now() + IDLE_SWEEP,
             shutdown_deadline: None,
         }
     }
@@ -358,6 +367,14 @@ impl Worker {
             serial: self.next_serial,
         };
         entry.insert(Conn::new(stream, Connection::new(conn_ref, now)));
+        self.due_at(now + self.broker.config.connect_timeout);
+    }
+
+    /// Makes the next sweep come no later than `deadline` (rounded up to the
+    /// sweep granularity).
+    fn due_at(&mut self, deadline: Instant) {
+        let at = deadline.max(self.last_sweep + SWEEP_EVERY);
+        self.next_sweep = self.next_sweep.min(at);
     }
 
     /// Readiness on a connection's socket.
@@ -365,6 +382,7 @@ impl Worker {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
+        let mut stalled_at = None;
         if writable && !c.out_idle() {
             if let Err(e) = c.flush() {
                 tracing::debug!("write error: {e}");
@@ -404,6 +422,7 @@ impl Worker {
                 if self.out.pause {
                     c.paused = true;
                     self.paused.insert(slot, (c.core.conn_ref().serial, now));
+                    stalled_at = Some(now + self.broker.config.publisher_stall);
                     break;
                 }
                 if rounds == MAX_READ_ROUNDS {
@@ -413,6 +432,9 @@ impl Worker {
             }
         }
         self.after(slot, now);
+        if let Some(t) = stalled_at {
+            self.due_at(t);
+        }
     }
 
     /// Finishes one event on a connection: writes its output once, routes its
@@ -421,6 +443,9 @@ impl Worker {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
+        // A CONNECT can bring the keep-alive deadline forward; later packets
+        // only push it back (then the sweep finds nothing due and re-plans).
+        let deadline = c.core.poll_timeout(&self.broker);
         let sent = c.send(&mut self.out.transmit);
         self.out.pause = false;
         if self.out.close {
@@ -437,7 +462,11 @@ impl Worker {
             } else if !self.lingering.iter().any(|l| l.0 == slot) {
                 let serial = c.core.conn_ref().serial;
                 self.lingering.push((slot, serial, now + LINGER));
+                self.due_at(now + LINGER);
             }
+        }
+        if let Some(t) = deadline {
+            self.due_at(t);
         }
     }
 
@@ -503,6 +532,7 @@ impl Worker {
             c.paused = true;
             self.paused.insert(slot, (c.core.conn_ref().serial, now));
             self.after(slot, now);
+            self.due_at(now + self.broker.config.publisher_stall);
         } else {
             self.on_ready(slot, true, false, now);
         }
@@ -519,15 +549,22 @@ impl Worker {
         if now < self.next_sweep {
             return;
         }
-        self.next_sweep = now + SWEEP_EVERY;
-        let due: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                !c.closing && c.core.poll_timeout(&self.broker).is_some_and(|t| t <= now)
-            })
-            .map(|(slot, _)| slot)
-            .collect();
+        // Re-plan from scratch: every deadline still ahead lowers next_sweep
+        // again below (handled ones via `after`).
+        self.last_sweep = now;
+        self.next_sweep = now + IDLE_SWEEP;
+        let mut due = Vec::new();
+        let mut ahead = None::<Instant>;
+        for (slot, c) in self.conns.iter() {
+            match c.core.poll_timeout(&self.broker) {
+                Some(t) if t <= now && !c.closing => due.push(slot),
+                Some(t) => ahead = Some(ahead.map_or(t, |a| a.min(t))),
+                None => {}
+            }
+        }
+        if let Some(t) = ahead {
+            self.due_at(t);
+        }
         for slot in due {
             if let Some(c) = self.conns.get_mut(slot) {
                 c.core.handle_timeout(&self.broker, now, &mut self.out);
@@ -556,6 +593,7 @@ impl Worker {
                 self.run_local(now);
             }
         }
+        let still_paused = self.paused.values().map(|&(_, since)| since + stall).min();
         let mut expired = Vec::new();
         self.lingering.retain(|&(slot, serial, deadline)| {
             let live = self
@@ -570,6 +608,10 @@ impl Worker {
         for slot in expired {
             tracing::debug!("dropping a closing connection that did not drain in time");
             self.fail(slot, now);
+        }
+        let lingering = self.lingering.iter().map(|l| l.2).min();
+        for t in [still_paused, lingering].into_iter().flatten() {
+            self.due_at(t);
         }
     }
 
