@@ -9,6 +9,8 @@
 #
 # Knobs (environment):
 #   BENCH_ROUNDS=3     rounds per scenario and broker
+#   BENCH_LAT_ROUNDS=5 rounds of the latency scenario (its p99.9 is the 20 worst of
+#                      20,000 samples: a few stalls of the machine move it a lot)
 #   BENCH_SECS=5       measurement window of each throughput run (latency: 4x)
 #   BENCH_CLIENTS=19000  idle connections in the conns scenario
 #   BENCH_ONLY="fan-in-q0 conns"  run only these labels
@@ -20,6 +22,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 ROUNDS=${BENCH_ROUNDS:-3}
+LAT_ROUNDS=${BENCH_LAT_ROUNDS:-5}
 SECS=${BENCH_SECS:-5}
 CLIENTS=${BENCH_CLIENTS:-19000}
 ONLY=${BENCH_ONLY:-}
@@ -198,7 +201,9 @@ for entry in "${SCENARIOS[@]}"; do
     label=${entry%%|*}
     read -r -a args <<<"${entry#*|}"
     wanted "$label" || continue
-    for round in $(seq "$ROUNDS"); do
+    rounds=$ROUNDS
+    [[ $label == latency* ]] && rounds=$LAT_ROUNDS
+    for round in $(seq "$rounds"); do
         for broker in mosquitto musqratt; do
             run "$label" "$round" "$broker" "${args[@]}"
         done

@@ -256,7 +256,13 @@ def main():
 
 
 def write_md(a, main_t, detail_t):
-    rounds = max((r.get("round", 1) for rs in load(a.results).values() for r in rs), default=0)
+    per_label = {}
+    for rs in load(a.results).values():
+        for r in rs:
+            per_label[r.get("label")] = max(per_label.get(r.get("label"), 0), r.get("round", 1))
+    counts = sorted(set(per_label.values())) or [0]
+    rounds = (f"{counts[0]} rounds" if len(counts) == 1
+              else f"{counts[0]}–{counts[-1]} rounds per scenario, see the rounds column")
     path = a.md
     head = open(path).read().split("<!-- results -->")[0] if os.path.exists(path) else ""
     if not head:
@@ -265,7 +271,7 @@ def write_md(a, main_t, detail_t):
         "<!-- results -->",
         "## Latest results",
         "",
-        f"Run on {datetime.date.fromtimestamp(os.path.getmtime(a.results)).isoformat()} by `make bench` ({rounds} rounds, medians). Machine: "
+        f"Run on {datetime.date.fromtimestamp(os.path.getmtime(a.results)).isoformat()} by `make bench` ({rounds}, medians). Machine: "
         + machine(a.mosquitto, a.commit, a.note) + ".",
         "",
         main_t,
