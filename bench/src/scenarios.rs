@@ -244,9 +244,11 @@ pub fn run(
             "publish_per_s",
             total_sent as f64 / secs(c.duration + c.warmup),
         )
-        .raw("latency_us", &lat.json_us())
-        .num("setup_s", secs(setup))
-        .raw("cpu", &cpu.finish());
+        .raw("latency_us", &lat.json_us());
+    if c.scenario == "latency" {
+        j.raw("latency_hist_ns", &lat.json_buckets());
+    }
+    j.num("setup_s", secs(setup)).raw("cpu", &cpu.finish());
     match errors.first() {
         Some(e) => j.str("error", e),
         None => j.raw("error", "null"),

@@ -77,6 +77,21 @@ impl Histogram {
         self.max
     }
 
+    /// `[[ns, count], …]` for the non-empty buckets (ns = the bucket's middle),
+    /// so runs can be pooled afterwards: a percentile of all rounds' samples is
+    /// steadier than the median of each round's percentile.
+    pub fn json_buckets(&self) -> String {
+        let mut s = String::from("[");
+        for (i, &n) in self.buckets.iter().enumerate().filter(|(_, &n)| n > 0) {
+            if s.len() > 1 {
+                s.push(',');
+            }
+            let _ = write!(s, "[{},{n}]", Self::value(i).min(self.max));
+        }
+        s.push(']');
+        s
+    }
+
     /// `{"p50":…,"p99":…,"p999":…,"max":…}` in microseconds.
     pub fn json_us(&self) -> String {
         let us = |ns: u64| ns as f64 / 1000.0;
