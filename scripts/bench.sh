@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of MusQraTT and Debian's Mosquitto on loopback (issue 5).
 #
-# Every scenario runs against both brokers alternately (A B A B …), each run on
+# Every scenario runs against both brokers alternately, each first in every other round (A B B A A B …), each run on
 # a freshly started broker so no run inherits another's queues or memory. The
 # results are JSON lines in $BENCH_OUT/results.jsonl; scripts/bench_plot.py
 # turns them into a table of medians (printed), docs/benchmarks.md and
@@ -204,7 +204,11 @@ for entry in "${SCENARIOS[@]}"; do
     rounds=$ROUNDS
     [[ $label == latency* ]] && rounds=$LAT_ROUNDS
     for round in $(seq "$rounds"); do
-        for broker in mosquitto musqratt; do
+        # A B B A A B …: each broker goes first in half the rounds, so an
+        # effect of the order (what the previous run left behind) cancels.
+        order=(mosquitto musqratt)
+        ((round % 2 == 0)) && order=(musqratt mosquitto)
+        for broker in "${order[@]}"; do
             run "$label" "$round" "$broker" "${args[@]}"
         done
     done
