@@ -15,7 +15,6 @@ use musqratt_codec::{
 };
 
 use crate::broker::Broker;
-use crate::metrics::Metrics;
 use crate::session::SessionCell;
 
 /// Identifies a connection across workers: which worker owns it, its slot in
@@ -148,7 +147,7 @@ impl Connection {
                 Ok(None) => break,
                 Ok(Some((packet, n))) => {
                     used += n;
-                    Metrics::add(&broker.metrics.bytes_received, n as u64);
+                    broker.metrics.bytes_received.add(n as u64);
                     self.last_rx = now;
                     self.handle_packet(broker, packet, now, out);
                 }
@@ -306,10 +305,10 @@ impl Connection {
     pub(crate) fn send(&mut self, broker: &Broker, packet: &Packet, out: &mut Output) {
         let before = out.transmit.len();
         encode(packet, self.version, &mut out.transmit);
-        Metrics::add(
-            &broker.metrics.bytes_sent,
-            (out.transmit.len() - before) as u64,
-        );
+        broker
+            .metrics
+            .bytes_sent
+            .add((out.transmit.len() - before) as u64);
     }
 
     fn send_disconnect(&mut self, broker: &Broker, reason: ReasonCode, out: &mut Output) {
@@ -343,7 +342,7 @@ impl Connection {
         if !was_connected {
             return;
         }
-        Metrics::sub(&broker.metrics.clients_connected, 1);
+        broker.metrics.clients_connected.sub(1);
         let will = if abnormal { self.will.take() } else { None };
         self.will = None;
         if let Some(session) = self.session.take() {

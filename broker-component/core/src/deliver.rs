@@ -9,7 +9,6 @@ use musqratt_codec::{encode_publish, publish_len, Packet, Properties, PubAck, Pu
 
 use crate::broker::Broker;
 use crate::connection::{Connection, Output};
-use crate::metrics::Metrics;
 use crate::session::{Inflight, InflightState, Outgoing, Session};
 
 impl Connection {
@@ -137,7 +136,7 @@ impl Connection {
                 payload: &msg.payload,
             };
             if publish_len(&full, self.version) > self.client_max_packet as usize {
-                Metrics::add(&broker.metrics.messages_dropped, 1);
+                broker.metrics.messages_dropped.add(1);
                 tracing::debug!(client = %self.client_id, topic = %msg.topic, "message larger than the client's Maximum Packet Size, discarded");
                 return false;
             }
@@ -161,11 +160,11 @@ impl Connection {
         };
         let before = out.transmit.len();
         encode_publish(&publish, self.version, &mut out.transmit);
-        Metrics::add(
-            &broker.metrics.bytes_sent,
-            (out.transmit.len() - before) as u64,
-        );
-        Metrics::add(&broker.metrics.messages_sent, 1);
+        broker
+            .metrics
+            .bytes_sent
+            .add((out.transmit.len() - before) as u64);
+        broker.metrics.messages_sent.add(1);
         true
     }
 

@@ -8,7 +8,6 @@ use musqratt_codec::{ConnAck, Connect, Packet, Properties, ProtocolVersion, Reas
 
 use crate::broker::Broker;
 use crate::connection::{Connection, Output, State};
-use crate::metrics::Metrics;
 use crate::session::{Session, SessionCell};
 
 impl Connection {
@@ -107,7 +106,7 @@ impl Connection {
         self.session_id = cell.lock().id;
         self.session = Some(Arc::clone(&cell));
         self.state = State::Connected;
-        Metrics::add(&broker.metrics.clients_connected, 1);
+        broker.metrics.clients_connected.add(1);
 
         let mut props = Properties::default();
         if v5 {

@@ -13,7 +13,6 @@ use musqratt_codec::{
 use crate::broker::{split_shared, Broker};
 use crate::connection::{Connection, Output};
 use crate::message::Message;
-use crate::metrics::Metrics;
 use crate::session::{Outgoing, SubscriptionRecord};
 use crate::topic_tree::Subscriber;
 
@@ -120,7 +119,7 @@ impl Connection {
         let mut s = session.lock();
         for o in queued {
             if s.enqueue(o, usize::MAX).is_err() {
-                Metrics::add(&broker.metrics.messages_dropped, 1);
+                broker.metrics.messages_dropped.add(1);
             }
         }
         s.wake_pending = false;

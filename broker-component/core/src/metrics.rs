@@ -57,20 +57,6 @@ pub struct Metrics {
     pub messages_held: Counter,
 }
 
-impl Metrics {
-    pub(crate) fn add(counter: &Counter, n: u64) {
-        counter.add(n);
-    }
-
-    pub(crate) fn sub(counter: &Counter, n: u64) {
-        counter.sub(n);
-    }
-
-    pub fn get(counter: &Counter) -> u64 {
-        counter.get()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

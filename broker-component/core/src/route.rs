@@ -11,7 +11,6 @@ use smallvec::SmallVec;
 use crate::broker::Broker;
 use crate::connection::{ConnRef, Output};
 use crate::message::Message;
-use crate::metrics::Metrics;
 use crate::session::Outgoing;
 use crate::topic_tree::Subscriber;
 
@@ -47,7 +46,7 @@ impl Broker {
         now: Instant,
         out: &mut Output,
     ) -> Routed {
-        Metrics::add(&self.metrics.messages_received, 1);
+        self.metrics.messages_received.add(1);
         if msg.retain {
             self.retained.lock().set(&msg);
         }
@@ -89,9 +88,9 @@ impl Broker {
                     .hold
                     .lock()
                     .hold(msg, self.config.hold_max_messages_per_topic);
-                Metrics::add(&self.metrics.messages_held, 1);
+                self.metrics.messages_held.add(1);
                 if dropped > 0 {
-                    Metrics::add(&self.metrics.messages_dropped, dropped as u64);
+                    self.metrics.messages_dropped.add(dropped as u64);
                 }
                 return Routed::Held;
             }
@@ -115,7 +114,7 @@ impl Broker {
                 Ok(Some(conn)) => out.wakes.push(conn),
                 Ok(None) => {}
                 Err(_) => {
-                    Metrics::add(&self.metrics.messages_dropped, 1);
+                    self.metrics.messages_dropped.add(1);
                     tracing::debug!(client = %s.client_id, "queue full, message dropped");
                 }
             }

@@ -281,10 +281,7 @@ fn session_takeover_disconnects_the_old_connection() {
     );
     assert!(h.is_closed(old));
     assert!(!h.is_closed(new));
-    assert_eq!(
-        musqratt_core::metrics::Metrics::get(&h.broker.metrics.clients_connected),
-        1
-    );
+    assert_eq!(h.broker.metrics.clients_connected.get(), 1);
 }
 
 #[test]
@@ -437,10 +434,7 @@ fn a_congested_subscriber_pauses_its_publisher_instead_of_dropping() {
         10 - acked,
         "every publish acknowledged in the end"
     );
-    assert_eq!(
-        musqratt_core::metrics::Metrics::get(&h.broker.metrics.messages_dropped),
-        0
-    );
+    assert_eq!(h.broker.metrics.messages_dropped.get(), 0);
 }
 
 #[test]
@@ -471,7 +465,7 @@ fn a_stalled_subscriber_does_not_pause_publishers_forever() {
     }
     assert!(!h.clients_paused(publ));
     assert_eq!(
-        musqratt_core::metrics::Metrics::get(&h.broker.metrics.messages_dropped),
+        h.broker.metrics.messages_dropped.get(),
         8,
         "past the queue limit of 4, dropped"
     );
