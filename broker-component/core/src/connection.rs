@@ -303,12 +303,8 @@ impl Connection {
     }
 
     pub(crate) fn send(&mut self, broker: &Broker, packet: &Packet, out: &mut Output) {
-        let before = out.transmit.len();
-        encode(packet, self.version, &mut out.transmit);
-        broker
-            .metrics
-            .bytes_sent
-            .add((out.transmit.len() - before) as u64);
+        let version = self.version;
+        transmit(broker, out, |b| encode(packet, version, b));
     }
 
     fn send_disconnect(&mut self, broker: &Broker, reason: ReasonCode, out: &mut Output) {
@@ -349,4 +345,15 @@ impl Connection {
             broker.detach_session(&session, self.conn_ref, self.session_expiry, will, now, out);
         }
     }
+}
+
+/// Appends what `encode` writes to the transmit buffer, counted in the `$SYS`
+/// bytes sent: every packet to a client goes through here.
+pub(crate) fn transmit(broker: &Broker, out: &mut Output, encode: impl FnOnce(&mut BytesMut)) {
+    let before = out.transmit.len();
+    encode(&mut out.transmit);
+    broker
+        .metrics
+        .bytes_sent
+        .add((out.transmit.len() - before) as u64);
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use musqratt_codec::{encode_publish, publish_len, Packet, Properties, PubAck, PublishRef, QoS};
 
 use crate::broker::Broker;
-use crate::connection::{Connection, Output};
+use crate::connection::{transmit, Connection, Output};
 use crate::session::{Inflight, InflightState, Outgoing, Session};
 
 impl Connection {
@@ -126,15 +126,7 @@ impl Connection {
             }
         }
         if self.client_max_packet != u32::MAX {
-            let full = PublishRef {
-                dup,
-                qos: o.qos,
-                retain: o.retain,
-                topic: &msg.topic,
-                packet_id,
-                properties: props.as_ref().unwrap_or(&EMPTY),
-                payload: &msg.payload,
-            };
+            let full = o.publish(dup, packet_id, &msg.topic, props.as_ref().unwrap_or(&EMPTY));
             if publish_len(&full, self.version) > self.client_max_packet as usize {
                 broker.metrics.messages_dropped.add(1);
                 tracing::debug!(client = %self.client_id, topic = %msg.topic, "message larger than the client's Maximum Packet Size, discarded");
@@ -149,21 +141,9 @@ impl Connection {
         if let Some(alias) = alias {
             props.get_or_insert_with(Properties::default).topic_alias = Some(alias);
         }
-        let publish = PublishRef {
-            dup,
-            qos: o.qos,
-            retain: o.retain,
-            topic: if send_topic { &msg.topic } else { "" },
-            packet_id,
-            properties: props.as_ref().unwrap_or(&EMPTY),
-            payload: &msg.payload,
-        };
-        let before = out.transmit.len();
-        encode_publish(&publish, self.version, &mut out.transmit);
-        broker
-            .metrics
-            .bytes_sent
-            .add((out.transmit.len() - before) as u64);
+        let topic = if send_topic { msg.topic.as_str() } else { "" };
+        let publish = o.publish(dup, packet_id, topic, props.as_ref().unwrap_or(&EMPTY));
+        transmit(broker, out, |b| encode_publish(&publish, self.version, b));
         broker.metrics.messages_sent.add(1);
         true
     }
@@ -183,6 +163,27 @@ impl Connection {
             (Some(alias), true)
         } else {
             (None, true)
+        }
+    }
+}
+
+impl Outgoing {
+    /// The PUBLISH of this delivery, borrowed from the stored message.
+    fn publish<'a>(
+        &'a self,
+        dup: bool,
+        packet_id: Option<u16>,
+        topic: &'a str,
+        properties: &'a Properties,
+    ) -> PublishRef<'a> {
+        PublishRef {
+            dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic,
+            packet_id,
+            properties,
+            payload: &self.msg.payload,
         }
     }
 }
