@@ -208,9 +208,10 @@ pub struct Worker {
     /// Connections that hit MAX_READ_ROUNDS: read them again next iteration
     /// (edge-triggered readiness will not report them again).
     unfinished: Vec<(usize, u64)>,
-    /// Publishers paused by flow control: slot → (serial, paused since). One
-    /// entry per paused connection: a resume removes it, a pause replaces it.
-    paused: HashMap<usize, (u64, Instant)>,
+    /// Publishers paused by flow control: slot → paused since. Exactly the
+    /// connections with `Conn::paused` set (see `track_pause`, `resume`,
+    /// `remove`), so the stall check does not scan every connection.
+    paused: HashMap<usize, Instant>,
     /// Closing connections still flushing, with their deadline.
     lingering: Vec<(usize, u64, Instant)>,
     /// When the deadlines were last looked at, and when next (the earliest
@@ -277,37 +278,35 @@ impl Worker {
 
     /// One loop iteration's work. Returns false once shut down.
     fn iterate(&mut self, events: &Events, inbox: &mut Vec<Msg>) -> bool {
-        {
-            let now = Instant::now();
-            // The inbox is read every iteration: deliveries to a running worker
-            // come without a wakeup.
-            self.shared.inboxes[self.id as usize].take(inbox);
-            for msg in inbox.drain(..) {
-                self.on_msg(msg, now);
+        let now = Instant::now();
+        // The inbox is read every iteration: deliveries to a running worker
+        // come without a wakeup.
+        self.shared.inboxes[self.id as usize].take(inbox);
+        for msg in inbox.drain(..) {
+            self.on_msg(msg, now);
+        }
+        self.run_local(now);
+        for ev in events.iter() {
+            if ev.token() == WAKER {
+                continue; // its messages were taken above
             }
+            let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+            self.on_ready(ev.token().0, readable, ev.is_writable(), now);
             self.run_local(now);
-            for ev in events.iter() {
-                if ev.token() == WAKER {
-                    continue; // its messages were taken above
-                }
-                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                self.on_ready(ev.token().0, readable, ev.is_writable(), now);
+        }
+        for (slot, serial) in std::mem::take(&mut self.unfinished) {
+            if self.serial_at(slot) == Some(serial) {
+                self.on_ready(slot, true, false, now);
                 self.run_local(now);
             }
-            for (slot, serial) in std::mem::take(&mut self.unfinished) {
-                if self.serial_at(slot) == Some(serial) {
-                    self.on_ready(slot, true, false, now);
-                    self.run_local(now);
-                }
-            }
-            self.timers(now);
-            for (worker, outbox) in self.router.outboxes.iter_mut().enumerate() {
-                hand_over(&self.shared, worker, outbox);
-            }
-            if let Some(deadline) = self.shutdown_deadline {
-                if self.conns.is_empty() || now >= deadline {
-                    return false;
-                }
+        }
+        self.timers(now);
+        for (worker, outbox) in self.router.outboxes.iter_mut().enumerate() {
+            hand_over(&self.shared, worker, outbox);
+        }
+        if let Some(deadline) = self.shutdown_deadline {
+            if self.conns.is_empty() || now >= deadline {
+                return false;
             }
         }
         true
@@ -382,7 +381,7 @@ impl Worker {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        let mut stalled_at = None;
+        let mut paused = false;
         if writable && !c.out_idle() {
             if let Err(e) = c.flush() {
                 tracing::debug!("write error: {e}");
@@ -421,8 +420,7 @@ impl Worker {
                 }
                 if self.out.pause {
                     c.paused = true;
-                    self.paused.insert(slot, (c.core.conn_ref().serial, now));
-                    stalled_at = Some(now + self.broker.config.publisher_stall);
+                    paused = true;
                     break;
                 }
                 if rounds == MAX_READ_ROUNDS {
@@ -432,8 +430,17 @@ impl Worker {
             }
         }
         self.after(slot, now);
-        if let Some(t) = stalled_at {
-            self.due_at(t);
+        if paused {
+            self.track_pause(slot, now);
+        }
+    }
+
+    /// Records a connection that flow control just paused, and when its
+    /// subscriber counts as stalled (then the sweep lets it read again).
+    fn track_pause(&mut self, slot: usize, now: Instant) {
+        if self.conns.contains(slot) {
+            self.paused.insert(slot, now);
+            self.due_at(now + self.broker.config.publisher_stall);
         }
     }
 
@@ -480,6 +487,7 @@ impl Worker {
 
     fn remove(&mut self, slot: usize, now: Instant) {
         let mut c = self.conns.remove(slot);
+        self.paused.remove(&slot);
         if !c.core.is_closed() {
             c.core.handle_close(&self.broker, now, &mut self.out);
         }
@@ -523,16 +531,18 @@ impl Worker {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        if !std::mem::take(&mut c.paused) || c.closing {
+        if !std::mem::take(&mut c.paused) {
             return;
         }
         self.paused.remove(&slot);
+        if c.closing {
+            return;
+        }
         c.resume_input(&self.broker, now, &mut self.out);
         if self.out.pause {
             c.paused = true;
-            self.paused.insert(slot, (c.core.conn_ref().serial, now));
             self.after(slot, now);
-            self.due_at(now + self.broker.config.publisher_stall);
+            self.track_pause(slot, now);
         } else {
             self.on_ready(slot, true, false, now);
         }
@@ -575,25 +585,19 @@ impl Worker {
         // Paused publishers whose subscriber stopped moving: read again (the
         // core no longer pauses for a stalled subscriber; it drops instead).
         let stall = self.broker.config.publisher_stall;
-        let conns = &self.conns;
-        self.paused.retain(|&slot, &mut (serial, _)| {
-            conns
-                .get(slot)
-                .is_some_and(|c| c.paused && c.core.conn_ref().serial == serial)
-        });
-        let stalled: Vec<(usize, u64)> = self
+        let stalled: Vec<usize> = self
             .paused
             .iter()
-            .filter(|(_, (_, since))| now.saturating_duration_since(*since) >= stall)
-            .map(|(&slot, &(serial, _))| (slot, serial))
+            .filter(|(_, &since)| now.saturating_duration_since(since) >= stall)
+            .map(|(&slot, _)| slot)
             .collect();
-        for (slot, serial) in stalled {
-            if self.serial_at(slot) == Some(serial) {
-                self.resume(slot, now);
-                self.run_local(now);
-            }
+        for slot in stalled {
+            // No accept runs here, so a slot still names the same connection
+            // (or none: `resume` then does nothing).
+            self.resume(slot, now);
+            self.run_local(now);
         }
-        let still_paused = self.paused.values().map(|&(_, since)| since + stall).min();
+        let still_paused = self.paused.values().map(|&since| since + stall).min();
         let mut expired = Vec::new();
         self.lingering.retain(|&(slot, serial, deadline)| {
             let live = self
