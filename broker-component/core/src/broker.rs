@@ -136,22 +136,20 @@ impl Broker {
             let Some((_, cell)) = entry else { break };
             self.fire_session_timer(&cell, now, out);
         }
-        {
-            // Every second while messages are held; with none, only at the
-            // next `$SYS` publication (so its counts are current) and no
-            // wake-up of its own: an idle broker sleeps.
-            if *self.next_hold_purge.lock() <= now {
-                let held = {
-                    let mut hold = self.hold.lock();
-                    hold.purge_expired(now);
-                    hold.topic_count() > 0
-                };
-                *self.next_hold_purge.lock() = if held {
-                    now + Duration::from_secs(1)
-                } else {
-                    now + self.config.sys_interval
-                };
-            }
+        // Every second while messages are held; with none, only at the next
+        // `$SYS` publication (so its counts are current) and no wake-up of its
+        // own: an idle broker sleeps.
+        if *self.next_hold_purge.lock() <= now {
+            let held = {
+                let mut hold = self.hold.lock();
+                hold.purge_expired(now);
+                hold.topic_count() > 0
+            };
+            *self.next_hold_purge.lock() = if held {
+                now + Duration::from_secs(1)
+            } else {
+                now + self.config.sys_interval
+            };
         }
         self.publish_sys_if_due(now, out);
     }
