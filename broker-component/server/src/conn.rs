@@ -46,8 +46,12 @@ pub struct Conn {
 pub enum ReadOutcome {
     /// The socket has no more bytes for now.
     Drained,
-    /// Bytes were read and handed to the core.
+    /// Bytes were read and handed to the core; the buffer was filled, so more
+    /// may be waiting.
     Data,
+    /// Fewer bytes than the buffer holds were read and handed to the core:
+    /// the read emptied the socket's receive queue.
+    Short,
     /// End of stream, or a socket error.
     Closed,
 }
@@ -79,7 +83,11 @@ impl Conn {
                 Ok(0) => ReadOutcome::Closed,
                 Ok(n) => {
                     self.feed(broker, &buf[..n], now, out);
-                    ReadOutcome::Data
+                    if n < buf.len() {
+                        ReadOutcome::Short
+                    } else {
+                        ReadOutcome::Data
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -126,6 +126,23 @@ pub struct Shared {
     pub live: AtomicUsize,
 }
 
+/// How [`Worker::on_ready`] reads a connection's socket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReadMode {
+    /// Not at all: only WRITABLE was reported.
+    No,
+    /// epoll just reported READABLE, without the peer's close. A read that
+    /// returns less than the buffer took everything queued, and any byte or
+    /// FIN that lands later raises a new edge, so reading stops there instead
+    /// of paying a second `recvfrom` to hear EAGAIN: one system call less per
+    /// message, ahead of the deliveries it produces (docs/architecture.md).
+    Fresh,
+    /// Until the socket would block: readiness known by other means (a resume,
+    /// the read-round limit, a lifted read pause) or the peer's close, whose
+    /// edge may already have been consumed, so a short read proves nothing.
+    Drain,
+}
+
 #[derive(Clone, Copy)]
 enum Event {
     Wake,
@@ -290,13 +307,19 @@ impl Worker {
             if ev.token() == WAKER {
                 continue; // its messages were taken above
             }
-            let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-            self.on_ready(ev.token().0, readable, ev.is_writable(), now);
+            let read = if ev.is_read_closed() || ev.is_error() {
+                ReadMode::Drain
+            } else if ev.is_readable() {
+                ReadMode::Fresh
+            } else {
+                ReadMode::No
+            };
+            self.on_ready(ev.token().0, read, ev.is_writable(), now);
             self.run_local(now);
         }
         for (slot, serial) in std::mem::take(&mut self.unfinished) {
             if self.serial_at(slot) == Some(serial) {
-                self.on_ready(slot, true, false, now);
+                self.on_ready(slot, ReadMode::Drain, false, now);
                 self.run_local(now);
             }
         }
@@ -377,7 +400,7 @@ impl Worker {
     }
 
     /// Readiness on a connection's socket.
-    fn on_ready(&mut self, slot: usize, mut readable: bool, writable: bool, now: Instant) {
+    fn on_ready(&mut self, slot: usize, mut read: ReadMode, writable: bool, now: Instant) {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -396,9 +419,10 @@ impl Worker {
                 // Edge-triggered: no new READABLE will come for bytes already
                 // waiting, so read them now.
                 c.read_paused = false;
-                readable = true;
+                read = ReadMode::Drain;
             }
         }
+        let readable = read != ReadMode::No;
         if readable && c.paused {
             // Flow control: bytes wait in the socket until a resume.
         } else if readable && c.out_full() {
@@ -406,14 +430,16 @@ impl Worker {
         } else if readable && !c.closing {
             let mut rounds = 0;
             loop {
-                match c.read_once(&mut self.read_buf, &self.broker, now, &mut self.out) {
+                let short = match c.read_once(&mut self.read_buf, &self.broker, now, &mut self.out)
+                {
                     ReadOutcome::Drained => break,
-                    ReadOutcome::Data => {}
+                    ReadOutcome::Short => true,
+                    ReadOutcome::Data => false,
                     ReadOutcome::Closed => {
                         c.core.handle_close(&self.broker, now, &mut self.out);
                         break;
                     }
-                }
+                };
                 rounds += 1;
                 if self.out.close || c.core.is_closed() {
                     break;
@@ -421,6 +447,9 @@ impl Worker {
                 if self.out.pause {
                     c.paused = true;
                     paused = true;
+                    break;
+                }
+                if short && read == ReadMode::Fresh {
                     break;
                 }
                 if rounds == MAX_READ_ROUNDS {
@@ -544,7 +573,7 @@ impl Worker {
             self.after(slot, now);
             self.track_pause(slot, now);
         } else {
-            self.on_ready(slot, true, false, now);
+            self.on_ready(slot, ReadMode::Drain, false, now);
         }
     }
 
