@@ -14,6 +14,8 @@
 #   BENCH_SECS=5       measurement window of each throughput run (latency: 4x)
 #   BENCH_CLIENTS=19000  idle connections in the conns scenario
 #   BENCH_ONLY="fan-in-q0 conns"  run only these labels
+#   BENCH_INTERLEAVE=1 latency: both brokers at once, taking turns every
+#                      BENCH_SLICE_MS=250 ms (0: one after the other, like the rest)
 #   BENCH_DOCS=1       0: do not rewrite docs/benchmarks.{md,png}
 #   BENCH_OUT=target/bench
 #   BENCH_QUIET=1      0: leave the kernel's DAMON memory scanner running (see below)
@@ -26,6 +28,8 @@ LAT_ROUNDS=${BENCH_LAT_ROUNDS:-5}
 SECS=${BENCH_SECS:-5}
 CLIENTS=${BENCH_CLIENTS:-19000}
 ONLY=${BENCH_ONLY:-}
+INTERLEAVE=${BENCH_INTERLEAVE:-1}
+SLICE_MS=${BENCH_SLICE_MS:-250}
 DOCS=${BENCH_DOCS:-1}
 OUT=${BENCH_OUT:-$ROOT/target/bench}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -108,20 +112,17 @@ BROKER_PID=
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 start_broker() {
-    local name=$1 port
-    for port in $MOSQ_PORT $MUSQ_PORT; do
-        if port_open "$port"; then
-            log "port $port is taken by another process: set BENCH_MOSQ_PORT / BENCH_MUSQ_PORT"
-            exit 1
-        fi
-    done
+    local name=$1 port=$MUSQ_PORT
+    [ "$name" = mosquitto ] && port=$MOSQ_PORT
+    if port_open "$port"; then
+        log "port $port is taken by another process: set BENCH_MOSQ_PORT / BENCH_MUSQ_PORT"
+        exit 1
+    fi
     case $name in
         mosquitto)
-            port=$MOSQ_PORT
             "$MOSQUITTO" -c "$OUT/mosquitto.conf" 2>>"$OUT/logs/$name.log" &
             ;;
         musqratt*)
-            port=$MUSQ_PORT
             local workers=()
             [[ $name == musqratt-w* ]] && workers=(--workers "${name#musqratt-w}")
             "$MUSQRATT" serve -c "$OUT/musqratt.toml" --listen "127.0.0.1:$port" --in-memory \
@@ -140,40 +141,89 @@ start_broker() {
 }
 
 stop_broker() {
-    kill -TERM "$BROKER_PID" 2>/dev/null || true
+    local pid=${1:-$BROKER_PID}
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 50); do
-        kill -0 "$BROKER_PID" 2>/dev/null || break
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
-    kill -KILL "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
 }
-trap 'stop_broker; restore_damon' EXIT
+OTHER_PID=
+trap 'stop_broker; stop_broker "$OTHER_PID"; restore_damon' EXIT
 trap 'exit 130' INT TERM
 
 # run LABEL ROUND BROKER SCENARIO ARGS...: one run on a fresh broker, one line.
 run() {
-    local label=$1 round=$2 broker=$3 line err rc=0
+    local label=$1 round=$2 broker=$3 line rc=0
     shift 3
     start_broker "$broker" || {
-        echo "{\"label\":\"$label\",\"broker\":\"$broker\",\"round\":$round,\"error\":\"broker did not start\"}" >>"$RESULTS"
+        not_started "$label" "$round" "$broker"
         return
     }
     line=$(timeout 120 "$GEN" "$@" --label "$label" --broker "$broker" \
         --broker-pid "$BROKER_PID" --port "$BROKER_PORT" 2>"$OUT/logs/gen.err") || rc=$?
-    if ! kill -0 "$BROKER_PID" 2>/dev/null; then
-        err="broker exited during the run (see $OUT/logs/$broker.log)"
-    elif [ $rc -ne 0 ]; then
-        err="generator exit $rc: $(tr '\n"' ' ' <"$OUT/logs/gen.err" | head -c 300)"
-    fi
+    record "$label" "$round" "$broker" "$BROKER_PID" "$rc" "$line" "$OUT/logs/gen.err"
     stop_broker
-    if [ -n "${err:-}" ]; then
+}
+
+not_started() {
+    echo "{\"label\":\"$1\",\"broker\":\"$3\",\"round\":$2,\"error\":\"broker did not start\"}" >>"$RESULTS"
+}
+
+# record LABEL ROUND BROKER PID RC LINE ERRFILE: appends one result line (or the error).
+record() {
+    local label=$1 round=$2 broker=$3 pid=$4 rc=$5 line=$6 errfile=$7 err=
+    if ! kill -0 "$pid" 2>/dev/null; then
+        err="broker exited during the run (see $OUT/logs/$broker.log)"
+    elif [ "$rc" -ne 0 ]; then
+        err="generator exit $rc: $(tr '\n"' ' ' <"$errfile" | head -c 300)"
+    fi
+    if [ -n "$err" ]; then
         log "$label $broker round $round: $err"
         echo "{\"label\":\"$label\",\"broker\":\"$broker\",\"round\":$round,\"error\":\"$err\"}" >>"$RESULTS"
     else
         echo "${line%\}},\"round\":$round}" >>"$RESULTS"
         log "$label $broker round $round: $(summary "$line")"
     fi
+}
+
+# run_interleaved LABEL ROUND ARGS...: the latency scenario on both brokers at
+# once, each generator publishing only in its own time slices (--slice-ms,
+# --turn; bench/src/slices.rs), so both brokers see the same minutes of the
+# machine. Each generator prints the usual line for its broker.
+run_interleaved() {
+    local label=$1 round=$2 mpid mport qpid qport
+    shift 2
+    if ! start_broker mosquitto; then
+        not_started "$label" "$round" mosquitto
+        return 0
+    fi
+    mpid=$BROKER_PID mport=$BROKER_PORT OTHER_PID=$BROKER_PID
+    if ! start_broker musqratt; then
+        not_started "$label" "$round" musqratt
+        stop_broker "$mpid"
+        OTHER_PID=
+        return 0
+    fi
+    qpid=$BROKER_PID qport=$BROKER_PORT
+    local mline qline mrc=0 qrc=0
+    # Turns swap every round (the schedule inside a round is hashed anyway).
+    local mturn=$((round % 2)) qturn=$(((round + 1) % 2))
+    timeout 180 "$GEN" "$@" --turn "$mturn" --label "$label" --broker mosquitto \
+        --broker-pid "$mpid" --port "$mport" >"$OUT/logs/gen-mosquitto.out" 2>"$OUT/logs/gen-mosquitto.err" &
+    local mgen=$!
+    qline=$(timeout 180 "$GEN" "$@" --turn "$qturn" --label "$label" --broker musqratt \
+        --broker-pid "$qpid" --port "$qport" 2>"$OUT/logs/gen-musqratt.err") || qrc=$?
+    wait "$mgen" || mrc=$?
+    mline=$(cat "$OUT/logs/gen-mosquitto.out")
+    record "$label" "$round" mosquitto "$mpid" "$mrc" "$mline" "$OUT/logs/gen-mosquitto.err"
+    record "$label" "$round" musqratt "$qpid" "$qrc" "$qline" "$OUT/logs/gen-musqratt.err"
+    stop_broker "$qpid"
+    stop_broker "$mpid"
+    OTHER_PID=
 }
 
 summary() { python3 scripts/bench_plot.py --summary "$1"; }
@@ -208,6 +258,13 @@ for entry in "${SCENARIOS[@]}"; do
         # effect of the order (what the previous run left behind) cancels.
         order=(mosquitto musqratt)
         ((round % 2 == 0)) && order=(musqratt mosquitto)
+        if [[ $label == latency* ]] && [ "$INTERLEAVE" = 1 ]; then
+            # Both brokers at once, in turns of $SLICE_MS ms: twice the wall
+            # time for the same number of samples each.
+            run_interleaved "$label" "$round" "${args[@]}" --slice-ms "$SLICE_MS" \
+                --duration $((SECS * 8))
+            continue
+        fi
         for broker in "${order[@]}"; do
             run "$label" "$round" "$broker" "${args[@]}"
         done

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use musqratt_codec::{Packet, QoS};
 
 use crate::proto::{self, ack, now_ns, Batch, Conn, Frame};
+use crate::slices::Slices;
 use crate::stats::{Histogram, SeqTracker};
 
 /// How long a blocking call may wait before the loop looks at the clock.
@@ -27,6 +28,9 @@ pub struct PubCfg {
     pub batch: usize,
     /// Messages per second for this publisher; None = as fast as TCP takes them.
     pub rate: Option<f64>,
+    /// With a rate: publish only in this process's time slices (interleaved
+    /// runs of two brokers, see `slices.rs`).
+    pub slices: Option<Slices>,
     pub start: Instant,
     /// No new message after this instant.
     pub stop: Instant,
@@ -97,6 +101,8 @@ fn open_loop(conn: &mut Conn, cfg: &PubCfg, r: &mut PubResult) -> io::Result<boo
 
 /// A fixed rate, one message per write, stamped when written (the latency
 /// scenario). Late sends are not skipped, so a stall shows in the latencies.
+/// With slices, the rate holds inside this process's slices and nothing is
+/// sent in the others' (what falls there is skipped, not sent late).
 fn paced(conn: &mut Conn, cfg: &PubCfg, rate: f64, r: &mut PubResult) -> io::Result<bool> {
     let mut batch = Batch::new(&cfg.topic, cfg.qos, cfg.payload, conn.version, 1);
     let mut acks = AckReader::new(cfg.qos);
@@ -106,6 +112,13 @@ fn paced(conn: &mut Conn, cfg: &PubCfg, rate: f64, r: &mut PubResult) -> io::Res
     let mut next = Instant::now();
     let mut pid = 0u16;
     while next < cfg.stop {
+        if let Some(wait) = cfg.slices.map(|s| s.wait()).filter(|w| !w.is_zero()) {
+            std::thread::sleep(wait);
+            next = Instant::now();
+            if next >= cfg.stop {
+                break;
+            }
+        }
         let now = Instant::now();
         if now < next {
             std::thread::sleep(next - now);

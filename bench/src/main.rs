@@ -12,6 +12,7 @@ mod conns;
 mod flow;
 mod proto;
 mod scenarios;
+mod slices;
 mod stats;
 
 use args::Args;
@@ -25,6 +26,7 @@ scenarios:
   fan-out    1 publisher -> N subscribers     --subscribers 8
   pairs      N publisher -> subscriber pairs  --pairs 8
   latency    1 publisher at a fixed rate      --rate 1000
+             in turns with a second generator [--slice-ms 250 --turn 0|1]
   conns      M idle clients: RSS per client   --clients 19000 --procs 4 --threads 2
              and connects/s                   --src 127.0.0.2-9 --settle 1
 
@@ -86,7 +88,7 @@ fn check_flags(scenario: &str, a: &Args) -> Result<(), String> {
         "fan-in" => &["publishers", "same-topic"],
         "fan-out" => &["subscribers"],
         "pairs" => &["pairs"],
-        "latency" => &["rate"],
+        "latency" => &["rate", "slice-ms", "turn"],
         "conns" => &["clients", "procs", "threads", "src", "settle"],
         _ => &[],
     };

@@ -12,6 +12,7 @@ use musqratt_codec::{ProtocolVersion, QoS};
 use crate::args::Args;
 use crate::flow::{self, Expect, PubCfg, SubCfg};
 use crate::proto::Conn;
+use crate::slices::Slices;
 use crate::stats::{secs, CpuMeter, Histogram, Json};
 
 /// Settings every scenario shares (flags of the same names).
@@ -87,6 +88,7 @@ impl Common {
 pub struct PubSpec {
     pub topic: String,
     pub rate: Option<f64>,
+    pub slices: Option<Slices>,
 }
 
 pub struct SubSpec {
@@ -162,6 +164,7 @@ pub fn run(
                 inflight: c.inflight,
                 batch: c.batch,
                 rate: p.rate,
+                slices: p.slices,
                 start,
                 stop: window_end,
                 give_up: window_end + drain,
@@ -272,6 +275,7 @@ pub fn fan_in(c: &Common, a: &Args) -> Result<String, String> {
         .map(|i| PubSpec {
             topic: topic_per(c, i, same),
             rate: None,
+            slices: None,
         })
         .collect();
     let filter = if same {
@@ -295,6 +299,7 @@ pub fn fan_out(c: &Common, a: &Args) -> Result<String, String> {
     let pubs = vec![PubSpec {
         topic: topic.clone(),
         rate: None,
+        slices: None,
     }];
     let subs = (0..n)
         .map(|_| SubSpec {
@@ -312,6 +317,7 @@ pub fn pairs(c: &Common, a: &Args) -> Result<String, String> {
         .map(|i| PubSpec {
             topic: topic_per(c, i, false),
             rate: None,
+            slices: None,
         })
         .collect();
     let subs = (0..n)
@@ -324,12 +330,22 @@ pub fn pairs(c: &Common, a: &Args) -> Result<String, String> {
 }
 
 /// One publisher at a fixed rate → one subscriber: end-to-end latency.
+/// `--slice-ms L --turn 0|1`: publish only in this process's slices, so that
+/// a second generator (the other turn) can measure another broker in the
+/// slices between them (`slices.rs`).
 pub fn latency(c: &Common, a: &Args) -> Result<String, String> {
     let rate: f64 = a.get("rate", 1000.0)?;
+    let slice_ms: u64 = a.get("slice-ms", 0)?;
+    let turn: u8 = a.get("turn", 0)?;
+    let slices = match slice_ms {
+        0 => None,
+        ms => Some(Slices::new(Duration::from_millis(ms), turn)?),
+    };
     let topic = topic_per(c, 0, true);
     let pubs = vec![PubSpec {
         topic: topic.clone(),
         rate: Some(rate),
+        slices,
     }];
     let subs = vec![SubSpec {
         filter: topic,
@@ -337,5 +353,8 @@ pub fn latency(c: &Common, a: &Args) -> Result<String, String> {
     }];
     let mut p = Json::default();
     p.num("rate", rate);
+    if slices.is_some() {
+        p.int("slice_ms", slice_ms).int("turn", turn.into());
+    }
     run(c, pubs, subs, &mut p)
 }
