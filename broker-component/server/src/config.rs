@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use musqratt_core::BrokerConfig;
 use toml_edit::{Item, Key, TableLike, Value};
 
+use crate::sched::Scheduling;
+
 /// Everything `serve` needs, after defaults, the file and the flags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -23,6 +25,8 @@ pub struct Settings {
     pub in_memory: bool,
     /// 0 = unlimited.
     pub max_connections: usize,
+    /// `[workers] scheduling`: the workers' Linux scheduling policy (sched.rs).
+    pub scheduling: Scheduling,
     /// The protocol core's settings, filled straight from `[hold]`,
     /// `[session]`, `[message]` and `[limits]`.
     pub broker: BrokerConfig,
@@ -35,6 +39,7 @@ impl Default for Settings {
             storage_dir: PathBuf::from("musqratt-data"),
             in_memory: false,
             max_connections: 0,
+            scheduling: Scheduling::default(),
             broker: BrokerConfig::default(),
         }
     }
@@ -69,6 +74,7 @@ impl Settings {
                 "session" => cx.session(key, item, &mut s)?,
                 "message" => cx.message(key, item, &mut s)?,
                 "limits" => cx.limits(key, item, &mut s)?,
+                "workers" => cx.workers(key, item, &mut s)?,
                 other => return Err(cx.unknown(key, other, TOP_LEVEL)),
             }
         }
@@ -77,7 +83,7 @@ impl Settings {
 }
 
 const TOP_LEVEL: &[&str] = &[
-    "listener", "storage", "auth", "network", "hold", "session", "message", "limits",
+    "listener", "storage", "auth", "network", "hold", "session", "message", "limits", "workers",
 ];
 
 /// A rejected configuration; the message is complete (file, line, key, expectation).
@@ -384,6 +390,29 @@ impl Cx<'_> {
                         &["stack", "ip", "gateway", "eal_args"],
                     ))
                 }
+            }
+        }
+        Ok(())
+    }
+
+    fn workers(&self, key: &Key, item: &Item, s: &mut Settings) -> Result<(), ConfigError> {
+        for (k, v) in entries(self.table(key, item, "workers")?) {
+            match k.get() {
+                "scheduling" => {
+                    let name = self.string(k, v, "workers.scheduling")?;
+                    s.scheduling = Scheduling::from_name(name).ok_or_else(|| {
+                        self.at(
+                            k,
+                            v,
+                            "workers.scheduling",
+                            format_args!(
+                                "expected \"adaptive\", \"normal\" or \"batch\", found {}",
+                                shown(v)
+                            ),
+                        )
+                    })?
+                }
+                other => return Err(self.unknown(k, &format!("workers.{other}"), &["scheduling"])),
             }
         }
         Ok(())

@@ -57,6 +57,7 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
     }
     let shared = Arc::new(Shared {
         broker,
+        scheduling: settings.scheduling,
         inboxes,
         live: Default::default(),
     });

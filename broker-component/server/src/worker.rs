@@ -18,6 +18,7 @@ use musqratt_core::{Broker, ConnRef, Connection, Output};
 use slab::Slab;
 
 use crate::conn::{Conn, ReadOutcome};
+use crate::sched::{SchedControl, Scheduling};
 
 /// The waker's token; connection tokens are slab slots.
 pub const WAKER: Token = Token(usize::MAX);
@@ -121,6 +122,8 @@ impl Inbox {
 /// What all threads share.
 pub struct Shared {
     pub broker: Arc<Broker>,
+    /// The workers' scheduling policy (`[workers] scheduling`, sched.rs).
+    pub scheduling: Scheduling,
     pub inboxes: Vec<Inbox>,
     /// Open connections across all workers (for `limits.max_connections`).
     pub live: AtomicUsize,
@@ -274,6 +277,9 @@ impl Worker {
         let _ = shared.inboxes[id].worker.set(Arc::downgrade(&cell));
         let mut events = Events::with_capacity(1024);
         let mut inbox = Vec::new();
+        // Per thread, so on this one (a worker that runs another's handlers in `hand_over` does
+        // so under its own policy).
+        let mut sched = SchedControl::start(shared.scheduling, Instant::now());
         loop {
             let mut timeout = lock(&cell).poll_timeout(Instant::now());
             if !shared.inboxes[id].sleep_unless_busy() {
@@ -289,6 +295,9 @@ impl Worker {
             }
             if !lock(&cell).iterate(&events, &mut inbox) {
                 return;
+            }
+            if !events.is_empty() {
+                sched.after_events(Instant::now());
             }
         }
     }

@@ -52,6 +52,9 @@ max_connections = 100
 max_inflight = 8
 max_queued_messages = 0
 max_memory_mb = 0
+
+[workers]
+scheduling = "batch"
 "#,
     )
     .unwrap();
@@ -65,6 +68,7 @@ max_memory_mb = 0
     assert_eq!(s.broker.max_queued_messages, usize::MAX, "0 = unlimited");
     assert_eq!(s.broker.max_packet_size, 1024);
     assert_eq!(s.broker.message_default_expiry_secs, 5);
+    assert_eq!(s.scheduling, crate::sched::Scheduling::Batch);
 }
 
 #[test]
@@ -173,4 +177,17 @@ fn syntax_error_has_a_line() {
 fn section_must_be_a_table() {
     let e = err("hold = 3\n");
     assert_eq!(e, "musqratt.toml:1: key 'hold': expected a table, found 3");
+}
+
+#[test]
+fn bad_scheduling_names_line_key_and_choices() {
+    let e = err("[workers]\n\nscheduling = \"fifo\"\n");
+    assert_eq!(
+        e,
+        "musqratt.toml:3: key 'workers.scheduling': expected \"adaptive\", \"normal\" or \"batch\", found \"fifo\""
+    );
+    assert_eq!(
+        Settings::default().scheduling,
+        crate::sched::Scheduling::Adaptive
+    );
 }
