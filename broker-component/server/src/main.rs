@@ -4,6 +4,7 @@ mod cli;
 mod client;
 mod config;
 mod conn;
+mod inbox;
 mod sched;
 mod server;
 mod worker;

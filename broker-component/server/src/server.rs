@@ -16,7 +16,8 @@ use signal_hook_mio::v1_0::Signals;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Settings;
-use crate::worker::{Inbox, Msg, Shared, Worker, WAKER};
+use crate::inbox::{Inbox, Msg, Shared};
+use crate::worker::{Worker, WAKER};
 
 const SIGNALS: Token = Token(usize::MAX);
 /// The default backlog drops SYNs under a connect burst (notes/memory.md).

@@ -1,24 +1,25 @@
 //! A worker thread: one mio event loop over a slab of connections.
 //!
 //! Each worker owns its connections outright (no locks on them); other
-//! threads reach it only through its [`Inbox`] (new sockets, wakes, kicks,
+//! threads reach it only through its [`Inbox`](crate::inbox::Inbox) (new sockets, wakes, kicks,
 //! shutdown) plus a `mio::Waker`. Everything a connection event produces is
 //! handled before the next event: its bytes are written once (batched), wakes
 //! and kicks for this worker's connections run right after, and those for
 //! other workers are collected and handed over once per loop iteration.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token};
 use musqratt_core::{Broker, ConnRef, Connection, Output};
 use slab::Slab;
 
 use crate::conn::{Conn, ReadOutcome};
-use crate::sched::{SchedControl, Scheduling};
+use crate::inbox::{Msg, Shared};
+use crate::sched::SchedControl;
 
 /// The waker's token; connection tokens are slab slots.
 pub const WAKER: Token = Token(usize::MAX);
@@ -35,99 +36,6 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const IDLE_SWEEP: Duration = Duration::from_secs(3600);
 /// How long a closing connection may take to flush before it is dropped.
 const LINGER: Duration = Duration::from_secs(2);
-
-/// A message to a worker.
-pub enum Msg {
-    Accept(TcpStream),
-    Wake(ConnRef),
-    Kick(ConnRef),
-    /// Flow control: a publisher paused by a congested subscriber may read again.
-    Resume(ConnRef),
-    Shutdown,
-}
-
-/// A worker's mailbox: other threads append, then wake the worker.
-pub struct Inbox {
-    msgs: Mutex<Vec<Msg>>,
-    waker: Waker,
-    /// The worker is in (or entering) `epoll_wait`: deliveries must wake it.
-    sleeping: AtomicBool,
-    /// The worker's state, lockable by other workers while it sleeps (see
-    /// [`hand_over`]). Weak: the worker's thread owns it.
-    worker: OnceLock<Weak<Mutex<Worker>>>,
-}
-
-impl Inbox {
-    pub fn new(waker: Waker) -> Inbox {
-        Inbox {
-            msgs: Mutex::new(Vec::new()),
-            waker,
-            sleeping: AtomicBool::new(false),
-            worker: OnceLock::new(),
-        }
-    }
-
-    fn wake(&self) {
-        if let Err(e) = self.waker.wake() {
-            tracing::error!("cannot wake worker: {e}");
-        }
-    }
-
-    /// Hands over a batch with one lock, and a wakeup only if the worker is
-    /// (about to be) asleep: a running worker empties its inbox every loop
-    /// iteration anyway, and an `eventfd` write per batch is a syscall plus a
-    /// spurious `epoll_wait` return on the other side.
-    pub fn deliver(&self, batch: &mut Vec<Msg>) {
-        if batch.is_empty() {
-            return;
-        }
-        self.msgs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .append(batch);
-        // SeqCst pairs with `sleep_unless_busy`: either the worker sees the
-        // message before sleeping, or we see it sleeping and wake it.
-        if self.sleeping.load(Ordering::SeqCst) {
-            self.wake();
-        }
-    }
-
-    /// Marks the worker as going to sleep; false if its inbox has messages
-    /// (then it must not block).
-    fn sleep_unless_busy(&self) -> bool {
-        self.sleeping.store(true, Ordering::SeqCst);
-        let empty = self
-            .msgs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty();
-        if !empty {
-            self.sleeping.store(false, Ordering::SeqCst);
-        }
-        empty
-    }
-
-    fn awake(&self) {
-        self.sleeping.store(false, Ordering::SeqCst);
-    }
-
-    fn take(&self, into: &mut Vec<Msg>) {
-        std::mem::swap(
-            &mut *self.msgs.lock().unwrap_or_else(|e| e.into_inner()),
-            into,
-        );
-    }
-}
-
-/// What all threads share.
-pub struct Shared {
-    pub broker: Arc<Broker>,
-    /// The workers' scheduling policy (`[workers] scheduling`, sched.rs).
-    pub scheduling: Scheduling,
-    pub inboxes: Vec<Inbox>,
-    /// Open connections across all workers (for `limits.max_connections`).
-    pub live: AtomicUsize,
-}
 
 /// How [`Worker::on_ready`] reads a connection's socket.
 #[derive(Clone, Copy, PartialEq, Eq)]
