@@ -260,7 +260,8 @@ for entry in "${SCENARIOS[@]}"; do
         ((round % 2 == 0)) && order=(musqratt mosquitto)
         if [[ $label == latency* ]] && [ "$INTERLEAVE" = 1 ]; then
             # Both brokers at once, in turns of $SLICE_MS ms: twice the wall
-            # time for the same number of samples each.
+            # time for the same number of samples each (this --duration comes
+            # after the entry's, and the generator takes the last one).
             run_interleaved "$label" "$round" "${args[@]}" --slice-ms "$SLICE_MS" \
                 --duration $((SECS * 8))
             continue
