@@ -209,18 +209,23 @@ run_interleaved() {
         return 0
     fi
     qpid=$BROKER_PID qport=$BROKER_PORT
-    local mline qline mrc=0 qrc=0
+    # gen BROKER PID PORT TURN: one generator in the background, its line in a file.
+    gen() {
+        timeout 180 "$GEN" "${args[@]}" --turn "$4" --label "$label" --broker "$1" \
+            --broker-pid "$2" --port "$3" >"$OUT/logs/gen-$1.out" 2>"$OUT/logs/gen-$1.err" &
+    }
+    local args=("$@") mgen qgen mrc=0 qrc=0
     # Turns swap every round (the schedule inside a round is hashed anyway).
-    local mturn=$((round % 2)) qturn=$(((round + 1) % 2))
-    timeout 180 "$GEN" "$@" --turn "$mturn" --label "$label" --broker mosquitto \
-        --broker-pid "$mpid" --port "$mport" >"$OUT/logs/gen-mosquitto.out" 2>"$OUT/logs/gen-mosquitto.err" &
-    local mgen=$!
-    qline=$(timeout 180 "$GEN" "$@" --turn "$qturn" --label "$label" --broker musqratt \
-        --broker-pid "$qpid" --port "$qport" 2>"$OUT/logs/gen-musqratt.err") || qrc=$?
+    gen mosquitto "$mpid" "$mport" $((round % 2))
+    mgen=$!
+    gen musqratt "$qpid" "$qport" $(((round + 1) % 2))
+    qgen=$!
     wait "$mgen" || mrc=$?
-    mline=$(cat "$OUT/logs/gen-mosquitto.out")
-    record "$label" "$round" mosquitto "$mpid" "$mrc" "$mline" "$OUT/logs/gen-mosquitto.err"
-    record "$label" "$round" musqratt "$qpid" "$qrc" "$qline" "$OUT/logs/gen-musqratt.err"
+    wait "$qgen" || qrc=$?
+    record "$label" "$round" mosquitto "$mpid" "$mrc" "$(cat "$OUT/logs/gen-mosquitto.out")" \
+        "$OUT/logs/gen-mosquitto.err"
+    record "$label" "$round" musqratt "$qpid" "$qrc" "$(cat "$OUT/logs/gen-musqratt.out")" \
+        "$OUT/logs/gen-musqratt.err"
     stop_broker "$qpid"
     stop_broker "$mpid"
     OTHER_PID=

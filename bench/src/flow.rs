@@ -26,16 +26,23 @@ pub struct PubCfg {
     pub inflight: usize,
     /// Messages per batch (one write each) for QoS 0.
     pub batch: usize,
-    /// Messages per second for this publisher; None = as fast as TCP takes them.
-    pub rate: Option<f64>,
-    /// With a rate: publish only in this process's time slices (interleaved
-    /// runs of two brokers, see `slices.rs`).
-    pub slices: Option<Slices>,
+    /// A fixed rate for this publisher; None = as fast as TCP takes them.
+    pub pace: Option<Pace>,
     pub start: Instant,
     /// No new message after this instant.
     pub stop: Instant,
     /// QoS 1/2: give up waiting for outstanding acks after this instant.
     pub give_up: Instant,
+}
+
+/// A paced publisher's schedule (the latency scenario).
+#[derive(Clone, Copy)]
+pub struct Pace {
+    /// Messages per second.
+    pub rate: f64,
+    /// Publish only in this process's time slices (interleaved runs of two
+    /// brokers, see `slices.rs`).
+    pub slices: Option<Slices>,
 }
 
 #[derive(Default)]
@@ -49,8 +56,8 @@ pub fn publisher(mut conn: Conn, cfg: PubCfg) -> PubResult {
     let mut r = PubResult::default();
     let wait = cfg.start.saturating_duration_since(Instant::now());
     std::thread::sleep(wait);
-    let outcome = match (cfg.qos, cfg.rate) {
-        (_, Some(rate)) => paced(&mut conn, &cfg, rate, &mut r),
+    let outcome = match (cfg.qos, cfg.pace) {
+        (_, Some(pace)) => paced(&mut conn, &cfg, pace, &mut r),
         (QoS::AtMostOnce, None) => open_loop(&mut conn, &cfg, &mut r),
         _ => windowed(&mut conn, &cfg, &mut r),
     };
@@ -103,16 +110,16 @@ fn open_loop(conn: &mut Conn, cfg: &PubCfg, r: &mut PubResult) -> io::Result<boo
 /// scenario). Late sends are not skipped, so a stall shows in the latencies.
 /// With slices, the rate holds inside this process's slices and nothing is
 /// sent in the others' (what falls there is skipped, not sent late).
-fn paced(conn: &mut Conn, cfg: &PubCfg, rate: f64, r: &mut PubResult) -> io::Result<bool> {
+fn paced(conn: &mut Conn, cfg: &PubCfg, pace: Pace, r: &mut PubResult) -> io::Result<bool> {
     let mut batch = Batch::new(&cfg.topic, cfg.qos, cfg.payload, conn.version, 1);
     let mut acks = AckReader::new(cfg.qos);
     conn.stream
         .set_read_timeout(Some(Duration::from_micros(100)))?;
-    let period = Duration::from_secs_f64(1.0 / rate);
+    let period = Duration::from_secs_f64(1.0 / pace.rate);
     let mut next = Instant::now();
     let mut pid = 0u16;
     while next < cfg.stop {
-        if let Some(wait) = cfg.slices.map(|s| s.wait()).filter(|w| !w.is_zero()) {
+        if let Some(wait) = pace.slices.map(|s| s.wait()).filter(|w| !w.is_zero()) {
             std::thread::sleep(wait);
             next = Instant::now();
             if next >= cfg.stop {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use musqratt_codec::{ProtocolVersion, QoS};
 
 use crate::args::Args;
-use crate::flow::{self, Expect, PubCfg, SubCfg};
+use crate::flow::{self, Expect, Pace, PubCfg, SubCfg};
 use crate::proto::Conn;
 use crate::slices::Slices;
 use crate::stats::{secs, CpuMeter, Histogram, Json};
@@ -87,8 +87,7 @@ impl Common {
 
 pub struct PubSpec {
     pub topic: String,
-    pub rate: Option<f64>,
-    pub slices: Option<Slices>,
+    pub pace: Option<Pace>,
 }
 
 pub struct SubSpec {
@@ -163,8 +162,7 @@ pub fn run(
                 payload: c.payload,
                 inflight: c.inflight,
                 batch: c.batch,
-                rate: p.rate,
-                slices: p.slices,
+                pace: p.pace,
                 start,
                 stop: window_end,
                 give_up: window_end + drain,
@@ -274,8 +272,7 @@ pub fn fan_in(c: &Common, a: &Args) -> Result<String, String> {
     let pubs = (0..n)
         .map(|i| PubSpec {
             topic: topic_per(c, i, same),
-            rate: None,
-            slices: None,
+            pace: None,
         })
         .collect();
     let filter = if same {
@@ -298,8 +295,7 @@ pub fn fan_out(c: &Common, a: &Args) -> Result<String, String> {
     let topic = topic_per(c, 0, true);
     let pubs = vec![PubSpec {
         topic: topic.clone(),
-        rate: None,
-        slices: None,
+        pace: None,
     }];
     let subs = (0..n)
         .map(|_| SubSpec {
@@ -316,8 +312,7 @@ pub fn pairs(c: &Common, a: &Args) -> Result<String, String> {
     let pubs = (0..n)
         .map(|i| PubSpec {
             topic: topic_per(c, i, false),
-            rate: None,
-            slices: None,
+            pace: None,
         })
         .collect();
     let subs = (0..n)
@@ -344,8 +339,7 @@ pub fn latency(c: &Common, a: &Args) -> Result<String, String> {
     let topic = topic_per(c, 0, true);
     let pubs = vec![PubSpec {
         topic: topic.clone(),
-        rate: Some(rate),
-        slices,
+        pace: Some(Pace { rate, slices }),
     }];
     let subs = vec![SubSpec {
         filter: topic,

@@ -405,10 +405,7 @@ impl Cx<'_> {
                             k,
                             v,
                             "workers.scheduling",
-                            format_args!(
-                                "expected \"adaptive\", \"normal\" or \"batch\", found {}",
-                                shown(v)
-                            ),
+                            format_args!("expected {}, found {}", Scheduling::EXPECTED, shown(v)),
                         )
                     })?
                 }

@@ -35,6 +35,9 @@ pub enum Scheduling {
 }
 
 impl Scheduling {
+    /// The accepted names, as a config error lists them.
+    pub const EXPECTED: &'static str = "\"adaptive\", \"normal\" or \"batch\"";
+
     pub fn from_name(name: &str) -> Option<Scheduling> {
         match name {
             "adaptive" => Some(Scheduling::Adaptive),
