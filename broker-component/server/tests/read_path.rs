@@ -9,17 +9,22 @@ use std::net::Shutdown;
 use std::thread::sleep;
 use std::time::Duration;
 
-use common::raw::{self, Raw, Version::*};
+use common::raw::{self, Raw, Version, Version::*};
 use common::*;
 
 /// Long enough that the broker has read the first part before the rest is written.
 const GAP: Duration = Duration::from_millis(100);
 
+/// A subscriber of `topic` and a publisher, both connected.
+fn sub_and_pub(b: &Broker, v: Version, topic: &str) -> (Raw, Raw) {
+    let sub = Raw::subscriber(b.port(), v, "sub", topic);
+    (sub, Raw::connect(b.port(), v, "pub"))
+}
+
 #[test]
 fn the_rest_of_a_split_packet_arrives_after_a_short_read() {
     let b = broker();
-    let mut sub = Raw::subscriber(b.port(), V311, "sub", "split/#");
-    let mut publisher = Raw::connect(b.port(), V311, "pub");
+    let (mut sub, mut publisher) = sub_and_pub(&b, V311, "split/#");
     let first = raw::publish_qos0(V311, b"split/a", b"one");
     let second = raw::publish_qos0(V311, b"split/b", b"two");
     // The first packet whole plus half of the second, then (after the broker's short read) the
@@ -42,8 +47,7 @@ fn the_rest_of_a_split_packet_arrives_after_a_short_read() {
 #[test]
 fn a_fin_after_a_short_read_closes_the_connection() {
     let b = broker();
-    let mut sub = Raw::subscriber(b.port(), V311, "sub", "late/fin");
-    let mut publisher = Raw::connect(b.port(), V311, "pub");
+    let (mut sub, mut publisher) = sub_and_pub(&b, V311, "late/fin");
     publisher.send(&raw::publish_qos0(V311, b"late/fin", b"last words"));
     assert_eq!(
         sub.expect_publish(WAIT),
@@ -58,8 +62,7 @@ fn a_fin_after_a_short_read_closes_the_connection() {
 #[test]
 fn a_fin_right_behind_a_publish_delivers_it_and_closes() {
     let b = broker();
-    let mut sub = Raw::subscriber(b.port(), V5, "sub", "fin/with/data");
-    let mut publisher = Raw::connect(b.port(), V5, "pub");
+    let (mut sub, mut publisher) = sub_and_pub(&b, V5, "fin/with/data");
     // Data and FIN back to back: one edge may report both (the peer's close), or the FIN may
     // come on an edge of its own after the broker's short read of the data. Either way the
     // publish is delivered and the connection closed.
