@@ -11,6 +11,7 @@
 //! crate's tests pass `env!("CARGO_BIN_EXE_musqratt")`), otherwise `target/release/musqratt` or
 //! `target/debug/musqratt` in the workspace.
 
+pub mod hostile;
 pub mod raw;
 
 use std::io::{BufRead, BufReader, Read};
