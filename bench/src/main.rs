@@ -6,6 +6,7 @@
 //! Each run is one scenario against one broker, bounded in time, and prints one
 //! JSON line. scripts/bench.sh runs them all against Mosquitto and MusQraTT;
 //! docs/benchmarks.md explains the method.
+#![forbid(unsafe_code)]
 
 mod args;
 mod conns;

@@ -14,6 +14,7 @@
 //! - `wire`: primitive encodings (variable byte integers, UTF-8 strings);
 //! - `props_codec`: the v5 property block (table 2-4 rules);
 //! - `decode` / `decode_connect` / `encode`: the packet (de)serialisers.
+#![forbid(unsafe_code)]
 
 pub mod packet;
 pub mod properties;

@@ -26,6 +26,7 @@
 //! - `deliver`: moving a session's queue onto the wire (packet ids, inflight
 //!   window, topic aliases, maximum packet size);
 //! - [`session`], [`message`], `topic_tree`, `retained`, `hold`, [`metrics`], `sys`.
+#![forbid(unsafe_code)]
 
 pub mod broker;
 pub mod config;

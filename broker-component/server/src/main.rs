@@ -1,4 +1,5 @@
 //! `musqratt`: the MusQraTT broker binary. See docs/architecture.md.
+#![forbid(unsafe_code)]
 
 mod cli;
 mod client;

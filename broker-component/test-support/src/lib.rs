@@ -10,6 +10,7 @@
 //! The broker binary is `$MUSQRATT_BIN` when set, otherwise the path the caller gives (the server
 //! crate's tests pass `env!("CARGO_BIN_EXE_musqratt")`), otherwise `target/release/musqratt` or
 //! `target/debug/musqratt` in the workspace.
+#![forbid(unsafe_code)]
 
 pub mod hostile;
 pub mod raw;
