@@ -168,7 +168,7 @@ fn payload_of(c: &Raw, p: &Packet) -> Vec<u8> {
     p.body[at..].to_vec()
 }
 
-/// Nothing but what `pred` accepts arrives within `QUIET`.
+/// No PUBLISH (and no other packet) arrives within `QUIET`.
 fn expect_no_publish(c: &mut Raw) {
     match c.read(QUIET) {
         Read1::TimedOut => {}
