@@ -19,19 +19,20 @@ fn unsupported(message: String) -> DecodeError {
 }
 
 pub(crate) fn decode_connect(r: &mut Reader<'_>) -> Result<Connect, DecodeError> {
-    // §3.1.2.1: "MQTT". The 3.1 name "MQIsdp" (level 3) is not supported, and
-    // an unknown name is answered like an unknown level (§3.1.2.2: 0x84).
+    // §3.1.2.1: "MQTT" at levels 4 and 5, or MQTT 3.1's "MQIsdp" at level 3.
+    // Any other pair is answered like an unknown level (§3.1.2.2: 0x84).
     let name = r.bin("protocol name")?;
-    if name != b"MQTT" {
-        return Err(unsupported(format!(
-            "unsupported protocol name {:?}",
-            String::from_utf8_lossy(name)
-        )));
-    }
-    let protocol = match r.u8("protocol level")? {
-        4 => ProtocolVersion::V311,
-        5 => ProtocolVersion::V5,
-        level => return Err(unsupported(format!("unsupported protocol level {level}"))),
+    let level = r.u8("protocol level")?;
+    let protocol = match (name, level) {
+        (b"MQTT", 4) => ProtocolVersion::V311,
+        (b"MQTT", 5) => ProtocolVersion::V5,
+        (b"MQIsdp", 3) => ProtocolVersion::V31,
+        _ => {
+            return Err(unsupported(format!(
+                "unsupported protocol {:?} level {level}",
+                String::from_utf8_lossy(name)
+            )))
+        }
     };
     let v5 = protocol.is_v5();
 

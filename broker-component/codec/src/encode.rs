@@ -230,7 +230,7 @@ fn plan(packet: &Packet, version: ProtocolVersion) -> Plan {
         Packet::Connect(c) => {
             let v5 = c.protocol.is_v5();
             // Protocol name, level, flags, keep alive (§3.1.2).
-            let mut n = 6 + 1 + 1 + 2;
+            let mut n = 2 + c.protocol.protocol_name().len() + 1 + 1 + 2;
             if v5 {
                 plan.props = properties_len(&c.properties);
                 n += with_prefix(plan.props);
@@ -330,7 +330,7 @@ fn put_puback(out: &mut BytesMut, first: u8, a: &PubAck, v5: bool, plan: &Plan) 
 
 fn put_connect(out: &mut BytesMut, c: &Connect, plan: &Plan) {
     let v5 = c.protocol.is_v5();
-    put_str(out, "MQTT");
+    put_str(out, c.protocol.protocol_name());
     out.put_u8(c.protocol.level());
     let mut flags = u8::from(c.clean_start) << 1;
     if let Some(w) = &c.will {

@@ -5,6 +5,9 @@ use std::fmt;
 /// The protocol level carried in CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProtocolVersion {
+    /// MQTT 3.1, protocol name `MQIsdp`, level 3: 3.1.1's predecessor, same
+    /// packets on the wire (old device firmware still speaks it).
+    V31,
     /// MQTT 3.1.1, protocol level 4.
     V311,
     /// MQTT 5.0, protocol level 5.
@@ -15,8 +18,17 @@ impl ProtocolVersion {
     /// The protocol level byte of CONNECT.
     pub fn level(self) -> u8 {
         match self {
+            ProtocolVersion::V31 => 3,
             ProtocolVersion::V311 => 4,
             ProtocolVersion::V5 => 5,
+        }
+    }
+
+    /// The protocol name of CONNECT (§3.1.2.1).
+    pub fn protocol_name(self) -> &'static str {
+        match self {
+            ProtocolVersion::V31 => "MQIsdp",
+            ProtocolVersion::V311 | ProtocolVersion::V5 => "MQTT",
         }
     }
 

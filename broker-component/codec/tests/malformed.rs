@@ -323,11 +323,17 @@ fn connect_bad_protocol_level() {
         let e = err(&connect(b"MQTT", level, 0x02, &id), V3);
         assert_eq!(e.reason, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION);
     }
-    // MQTT 3.1 is not supported.
-    assert_eq!(
-        reason(&connect(b"MQIsdp", 3, 0x02, &id), V3),
-        ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
-    );
+    // MQTT 3.1 is "MQIsdp" at level 3 only; "MQIsdp" at another level is not.
+    match ok(&connect(b"MQIsdp", 3, 0x02, &id), V3) {
+        Packet::Connect(c) => assert_eq!(c.protocol, ProtocolVersion::V31),
+        other => panic!("{other:?}"),
+    }
+    for level in [4, 5] {
+        assert_eq!(
+            reason(&connect(b"MQIsdp", level, 0x02, &id), V3),
+            ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
+        );
+    }
     assert_eq!(
         reason(&connect(b"HTTP", 4, 0x02, &id), V3),
         ReasonCode::UNSUPPORTED_PROTOCOL_VERSION

@@ -463,7 +463,7 @@ fn packet(v: ProtocolVersion) -> BoxedStrategy<Packet> {
 }
 
 fn version() -> impl Strategy<Value = ProtocolVersion> {
-    prop_oneof![Just(V3), Just(V5)]
+    prop_oneof![Just(ProtocolVersion::V31), Just(V3), Just(V5)]
 }
 
 fn version_and_packet() -> impl Strategy<Value = (ProtocolVersion, Packet)> {

@@ -9,7 +9,6 @@
 //! - order: registry → topics → (hold | retained | session), never the reverse.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +24,7 @@ use crate::hold::HoldQueues;
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::retained::RetainedStore;
-use crate::session::SessionCell;
+use crate::session::{Session, SessionCell};
 use crate::topic_tree::TopicTree;
 
 pub struct Broker {
@@ -38,22 +37,20 @@ pub struct Broker {
     pub(crate) topics: ShardedLock<TopicTree>,
     pub(crate) hold: Mutex<HoldQueues>,
     pub(crate) retained: Mutex<RetainedStore>,
-    /// Offline sessions' deadlines (will delay, session expiry), by time.
-    /// Entries may be stale (the client came back): checked when they fire.
+    /// Offline sessions' deadlines (will delay, session expiry), by time. The
+    /// session keeps each deadline it scheduled (`pending_will`, `expires_at`),
+    /// and a reconnect or the session's end removes those keys
+    /// ([`cancel_timers`](Self::cancel_timers)), so there are at most two
+    /// entries per offline session however often a client reconnects.
     timers: Mutex<BTreeMap<(Instant, u64), Arc<SessionCell>>>,
     next_session_id: AtomicU64,
     pub(crate) started: Instant,
     pub(crate) next_sys: Mutex<Instant>,
     next_hold_purge: Mutex<Instant>,
-    id_salt: u64,
 }
 
 impl Broker {
     pub fn new(config: BrokerConfig, now: Instant) -> Broker {
-        // A random salt for generated client ids, from std's randomly seeded hasher.
-        let id_salt = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
         Broker {
             config,
             metrics: Metrics::default(),
@@ -66,7 +63,6 @@ impl Broker {
             started: now,
             next_sys: Mutex::new(now),
             next_hold_purge: Mutex::new(now),
-            id_salt,
         }
     }
 
@@ -84,13 +80,24 @@ impl Broker {
         self.next_session_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A client identifier for a client that sent an empty one (§3.1.3.1).
-    pub(crate) fn generate_client_id(&self) -> String {
-        format!(
-            "musqratt-{:08x}-{}",
-            self.id_salt as u32,
-            self.new_session_id()
-        )
+    /// A client identifier for a client that sent an empty one (§3.1.3.1):
+    /// 128 bits from the operating system's CSPRNG. A predictable id (a salt
+    /// and a counter) lets an attacker plant a persistent session under the
+    /// next id and have it resumed by the next client that asks for one.
+    /// `None` if the OS has no randomness to give: the caller refuses the
+    /// connection rather than fall back to a guessable id.
+    pub(crate) fn generate_client_id(&self) -> Option<String> {
+        let mut bytes = [0u8; 16];
+        if let Err(e) = getrandom::fill(&mut bytes) {
+            tracing::error!("cannot assign a client identifier: no randomness from the OS: {e}");
+            return None;
+        }
+        let mut id = String::with_capacity(9 + 2 * bytes.len());
+        id.push_str("musqratt-");
+        for b in bytes {
+            id.push_str(&format!("{b:02x}"));
+        }
+        Some(id)
     }
 
     /// Topics that exist now: filters with subscribers plus topics with held
@@ -110,6 +117,12 @@ impl Broker {
 
     pub fn retained_count(&self) -> usize {
         self.retained.lock().len()
+    }
+
+    /// Pending broker-wide timer entries (delayed wills, session expiry): at
+    /// most two per offline session.
+    pub fn timer_count(&self) -> usize {
+        self.timers.lock().len()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work to do.
@@ -185,6 +198,22 @@ impl Broker {
             .insert((at, session_id), Arc::clone(cell));
     }
 
+    /// Removes the timer entries the session scheduled and forgets its
+    /// deadlines: a client came back (a new connection cancels a delayed will,
+    /// §3.1.3.2.2) or the session ends. Called with the session locked
+    /// (lock order: session → timers, as [`schedule`](Self::schedule)).
+    pub(crate) fn cancel_timers(&self, s: &mut Session) {
+        let will_at = s.pending_will.take().map(|(t, _)| t);
+        let expires_at = s.expires_at.take();
+        if will_at.is_none() && expires_at.is_none() {
+            return;
+        }
+        let mut timers = self.timers.lock();
+        for at in [will_at, expires_at].into_iter().flatten() {
+            timers.remove(&(at, s.id));
+        }
+    }
+
     /// A connection left its session (closed, taken over, or DISCONNECT).
     /// `will` is the will to publish (None when deleted by a normal DISCONNECT).
     pub(crate) fn detach_session(
@@ -254,6 +283,7 @@ impl Broker {
             {
                 registry.remove(&s.client_id);
             }
+            self.cancel_timers(&mut s);
             (s.id, s.end())
         };
         self.unsubscribe_all(subscriptions.0, &subscriptions.1);

@@ -32,11 +32,18 @@ impl Connection {
     }
 
     /// Removes a finished inflight message and fills the window again.
+    ///
+    /// An acknowledgement of the wrong kind for a packet id in flight (PUBCOMP
+    /// to a QoS 1 delivery, PUBACK to a QoS 2 one or to our PUBREL, PUBCOMP
+    /// before PUBREC) is a protocol violation (§4.3.2, §4.3.3): ignoring it
+    /// would leave the message stuck in the window. An id not in flight at all
+    /// stays harmless: after a reconnect a late PUBACK may legitimately name a
+    /// message that completed or was discarded meanwhile.
     fn complete(
         &mut self,
         broker: &Broker,
         id: u16,
-        state: InflightState,
+        expected: InflightState,
         now: Instant,
         out: &mut Output,
     ) {
@@ -44,14 +51,18 @@ impl Connection {
             return;
         };
         let mut s = session.lock();
-        match s
-            .inflight
-            .iter()
-            .position(|i| i.packet_id == id && i.state == state)
-        {
-            Some(pos) => {
+        match s.inflight.iter().position(|i| i.packet_id == id) {
+            Some(pos) if s.inflight.get(pos).is_some_and(|i| i.state == expected) => {
                 s.inflight.remove(pos);
                 self.drain(broker, &mut s, now, out);
+            }
+            Some(_) => {
+                drop(s);
+                let detail = match expected {
+                    InflightState::AwaitPubAck => "PUBACK for a packet id in a QoS 2 flow",
+                    _ => "PUBCOMP for a packet id not awaiting PUBCOMP",
+                };
+                self.ack_violation(broker, id, detail, now, out);
             }
             None => {
                 tracing::debug!(client = %self.client_id, id, "acknowledgement for an unknown packet id")
@@ -59,6 +70,9 @@ impl Connection {
         }
     }
 
+    /// PUBREC (§3.5): the client received our QoS 2 PUBLISH; answer PUBREL.
+    /// Only a QoS 2 delivery can be PUBREC'd: a PUBREC for a QoS 1 delivery
+    /// must not turn it into a QoS 2 flow (it would never be redelivered).
     pub(crate) fn handle_pubrec(
         &mut self,
         broker: &Broker,
@@ -71,15 +85,34 @@ impl Connection {
         };
         let mut s = session.lock();
         let mut rel = PubAck::new(a.packet_id);
-        match s.inflight.iter().position(|i| i.packet_id == a.packet_id) {
-            Some(pos) if a.reason_code.is_error() => {
+        let pos = s.inflight.iter().position(|i| i.packet_id == a.packet_id);
+        let state = pos.and_then(|p| s.inflight.get(p)).map(|i| i.state);
+        match (pos, state) {
+            (Some(pos), Some(InflightState::AwaitPubRec)) if a.reason_code.is_error() => {
                 // §4.3.3: a PUBREC with an error ends the flow.
                 s.inflight.remove(pos);
                 self.drain(broker, &mut s, now, out);
                 return;
             }
-            Some(pos) => s.inflight[pos].state = InflightState::AwaitPubComp,
-            None => {
+            (Some(pos), Some(InflightState::AwaitPubRec)) => {
+                if let Some(i) = s.inflight.get_mut(pos) {
+                    i.state = InflightState::AwaitPubComp;
+                }
+            }
+            // A repeated PUBREC (its PUBREL crossed it): PUBREL again, as §4.3.3
+            // lets the receiver resend PUBREC for a QoS 2 message.
+            (Some(_), Some(InflightState::AwaitPubComp)) => {}
+            (Some(_), _) => {
+                drop(s);
+                return self.ack_violation(
+                    broker,
+                    a.packet_id,
+                    "PUBREC for a QoS 1 delivery",
+                    now,
+                    out,
+                );
+            }
+            (None, _) => {
                 if self.version.is_v5() {
                     rel.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
                 }
@@ -99,5 +132,20 @@ impl Connection {
             comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
         }
         self.send(broker, &Packet::PubComp(comp), out);
+    }
+
+    /// An acknowledgement that does not fit the flow of its packet id: close
+    /// (v5: DISCONNECT 0x82 Protocol Error). The message stays in the session's
+    /// inflight window, so it is redelivered if the session resumes.
+    fn ack_violation(
+        &mut self,
+        broker: &Broker,
+        id: u16,
+        detail: &str,
+        now: Instant,
+        out: &mut Output,
+    ) {
+        let detail = format!("{detail} (packet id {id})");
+        self.protocol_violation(broker, ReasonCode::PROTOCOL_ERROR, &detail, now, out);
     }
 }

@@ -4,11 +4,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use musqratt_codec::{ConnAck, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
+use musqratt_codec::{
+    encoded_len, ConnAck, Connect, Packet, Properties, ProtocolVersion, ReasonCode,
+};
 
 use crate::broker::Broker;
 use crate::connection::{Connection, Output, State};
 use crate::session::{Session, SessionCell};
+
+/// MQTT 3.1 §3.1: "between 1 and 23 characters".
+const MQTT31_MAX_CLIENT_ID: usize = 23;
 
 impl Connection {
     pub(crate) fn handle_connect(
@@ -20,26 +25,25 @@ impl Connection {
     ) {
         self.version = c.protocol;
         let v5 = c.protocol == ProtocolVersion::V5;
+        let v31 = c.protocol == ProtocolVersion::V31;
 
         if c.properties.authentication_method.is_some() {
             // We offer no enhanced authentication methods (§4.12).
             tracing::warn!(client = %c.client_id, "closing connection: unsupported authentication method");
             return self.refuse(broker, ReasonCode::BAD_AUTHENTICATION_METHOD, now, out);
         }
-
-        let mut assigned = None;
-        let client_id: Arc<str> = if c.client_id.is_empty() {
-            if !v5 && !c.clean_start {
-                // §3.1.3.1 (3.1.1): an empty id requires clean session.
-                tracing::warn!("closing connection: empty client id with clean session off");
-                return self.refuse(broker, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, now, out);
-            }
-            let id = broker.generate_client_id();
-            assigned = Some(id.clone());
-            Arc::from(id)
-        } else {
-            Arc::from(c.client_id.as_str())
-        };
+        if v31 && !(1..=MQTT31_MAX_CLIENT_ID).contains(&c.client_id.chars().count()) {
+            // MQTT 3.1 §3.1: a Client Identifier is 1 to 23 characters, and 3.1
+            // servers assign none; the answer is return code 2, Identifier rejected.
+            tracing::warn!(client = %c.client_id, "closing connection: MQTT 3.1 client identifier not 1..=23 characters");
+            return self.refuse(broker, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, now, out);
+        }
+        let wants_assigned = c.client_id.is_empty();
+        if wants_assigned && !v5 && !c.clean_start {
+            // §3.1.3.1 (3.1.1): an empty id requires clean session.
+            tracing::warn!("closing connection: empty client id with clean session off");
+            return self.refuse(broker, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID, now, out);
+        }
 
         // Keep-alive, bounded by the server's maximum (Server Keep Alive, §3.2.2.3.14).
         let mut server_keep_alive = None;
@@ -62,45 +66,69 @@ impl Connection {
             self.client_max_packet = c.properties.maximum_packet_size.unwrap_or(u32::MAX);
             self.client_alias_max = c.properties.topic_alias_maximum.unwrap_or(0);
         }
-        self.will = c.will.map(Box::new);
-        self.client_id = Arc::clone(&client_id);
 
         // Bind the session: take over a connected one, resume or discard a stored one.
-        let (cell, session_present) = {
-            let mut registry = broker.sessions.lock();
-            let existing = registry.get(&client_id).cloned();
-            match existing {
-                Some(cell) => {
-                    let mut s = cell.lock();
-                    if let Some(old) = s.conn.take() {
-                        out.kicks.push(old);
+        let mut registry = broker.sessions.lock();
+        let mut assigned = None;
+        let client_id: Arc<str> = if wants_assigned {
+            // An assigned id names a new session, never an existing one: a
+            // client that asked for an id must not resume a session someone
+            // planted (or Session Present would be 1 with a stranger's state).
+            loop {
+                match broker.generate_client_id() {
+                    Some(id) if registry.contains_key(id.as_str()) => continue,
+                    Some(id) => {
+                        assigned = Some(id.clone());
+                        break Arc::from(id);
                     }
-                    s.release_waiters(&mut out.resumes);
-                    s.wake_pending = false;
-                    s.pending_will = None; // a new connection cancels a delayed will
-                    s.expires_at = None;
-                    if c.clean_start {
-                        // Discard the old session: a fresh one replaces it.
-                        let old_id = s.id;
-                        let filters = s.end();
-                        drop(s);
-                        let fresh = self.new_session(broker, &client_id);
-                        registry.insert(Arc::clone(&client_id), Arc::clone(&fresh));
+                    None => {
                         drop(registry);
-                        broker.unsubscribe_all(old_id, &filters);
-                        (fresh, false)
-                    } else {
-                        s.conn = Some(self.conn_ref);
-                        s.expiry_interval = self.session_expiry;
-                        drop(s);
-                        (cell, true)
+                        return self.refuse(broker, ReasonCode::SERVER_UNAVAILABLE, now, out);
                     }
                 }
-                None => {
+            }
+        } else {
+            Arc::from(c.client_id.as_str())
+        };
+        self.will = c.will.map(Box::new);
+        self.client_id = Arc::clone(&client_id);
+        let (cell, session_present) = match registry.get(&client_id).cloned() {
+            Some(cell) => {
+                let mut s = cell.lock();
+                if let Some(old) = s.conn.take() {
+                    out.kicks.push(old);
+                }
+                s.release_waiters(&mut out.resumes);
+                s.wake_pending = false;
+                // A new connection cancels a delayed will and the expiry clock,
+                // and their timer entries with them.
+                broker.cancel_timers(&mut s);
+                // A session with expiry 0 (3.1.1 CleanSession=1, v5 Session Expiry
+                // 0) ends with its connection (3.1.1 §3.1.2.4, v5 §3.1.2.11.2):
+                // taking it over starts a new one even with a persistent CONNECT.
+                if c.clean_start || s.expiry_interval == 0 {
+                    // Discard the old session: a fresh one replaces it.
+                    let old_id = s.id;
+                    let filters = s.end();
+                    drop(s);
                     let fresh = self.new_session(broker, &client_id);
                     registry.insert(Arc::clone(&client_id), Arc::clone(&fresh));
+                    drop(registry);
+                    broker.unsubscribe_all(old_id, &filters);
                     (fresh, false)
+                } else {
+                    s.conn = Some(self.conn_ref);
+                    s.expiry_interval = self.session_expiry;
+                    drop(s);
+                    drop(registry);
+                    (cell, true)
                 }
+            }
+            None => {
+                let fresh = self.new_session(broker, &client_id);
+                registry.insert(Arc::clone(&client_id), Arc::clone(&fresh));
+                drop(registry);
+                (fresh, false)
             }
         };
         self.session_id = cell.lock().id;
@@ -118,12 +146,20 @@ impl Connection {
                 props.maximum_packet_size = Some(broker.config.max_packet_size);
             }
         }
-        let connack = ConnAck {
-            session_present,
+        let mut connack = Packet::ConnAck(ConnAck {
+            // MQTT 3.1 has this byte reserved: no Session Present flag.
+            session_present: session_present && !v31,
             reason_code: ReasonCode::SUCCESS,
             properties: props,
-        };
-        self.send(broker, &Packet::ConnAck(connack), out);
+        });
+        if !self.fit_to_client_max(&mut connack) {
+            // Not even a CONNACK without properties fits (Maximum Packet Size
+            // under 5 bytes): we may send nothing, not even a DISCONNECT, so
+            // close (§3.1.2.11.4).
+            tracing::warn!(client = %client_id, max = self.client_max_packet, "closing connection: the client's Maximum Packet Size is too small for a CONNACK");
+            return self.close(broker, now, out, false);
+        }
+        self.send(broker, &connack, out);
         tracing::debug!(client = %client_id, version = ?self.version, session_present, "client connected");
 
         let mut s = cell.lock();
@@ -131,6 +167,36 @@ impl Connection {
             self.redeliver(broker, &mut s, now, out);
         }
         self.drain(broker, &mut s, now, out);
+    }
+
+    /// Drops optional CONNACK properties, least needed first, until the
+    /// packet fits the client's Maximum Packet Size (§3.1.2.11.4: the server
+    /// MUST NOT send a larger packet). `false` if even a bare CONNACK does not.
+    fn fit_to_client_max(&self, connack: &mut Packet) -> bool {
+        // Reason String and User Properties first (§3.2.2.3.9, .10 allow it),
+        // then what the client can do without: absent Topic Alias Maximum
+        // means no aliases, absent Maximum Packet Size and Receive Maximum
+        // are only our limits unannounced; the Assigned Client Identifier last.
+        const DROP_ORDER: [fn(&mut Properties); 9] = [
+            |p| p.reason_string = None,
+            |p| p.user_properties.clear(),
+            |p| p.response_information = None,
+            |p| p.server_reference = None,
+            |p| p.topic_alias_maximum = None,
+            |p| p.maximum_packet_size = None,
+            |p| p.receive_maximum = None,
+            |p| p.server_keep_alive = None,
+            |p| *p = Properties::default(),
+        ];
+        let limit = self.client_max_packet as usize;
+        let mut steps = DROP_ORDER.iter();
+        while encoded_len(connack, self.version) > limit {
+            let (Packet::ConnAck(ack), Some(drop_some)) = (&mut *connack, steps.next()) else {
+                return false;
+            };
+            drop_some(&mut ack.properties);
+        }
+        true
     }
 
     /// A new session, bound to this connection.

@@ -61,14 +61,23 @@ impl Connection {
         let reserved = topic.starts_with("$SYS/") || topic == "$SYS";
 
         if qos == QoS::ExactlyOnce {
-            let session = self.session.clone().expect("connected");
+            let Some(session) = self.session.clone() else {
+                return;
+            };
             let mut s = session.lock();
             if s.incoming_qos2.contains(&packet_id) {
                 // A retransmission: already routed, only acknowledge again (§4.3.3).
                 drop(s);
                 return self.send(broker, &Packet::PubRec(PubAck::new(packet_id)), out);
             }
-            if s.incoming_qos2.len() >= usize::from(broker.config.max_inflight) {
+            // Receive Maximum exists only in v5 (§3.3.4). A 3.1.1 client may
+            // pipeline any number of QoS 2 PUBLISH before the PUBRELs that come
+            // after them in its byte stream, so refusing one loses messages
+            // (mqtt.js, rumqttc, Paho do this by default); the 16-bit packet
+            // id space bounds the set at 65,535 ids instead.
+            if self.version.is_v5()
+                && s.incoming_qos2.len() >= usize::from(broker.config.max_inflight)
+            {
                 drop(s);
                 return self.protocol_violation(
                     broker,

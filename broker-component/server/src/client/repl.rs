@@ -151,6 +151,7 @@ fn interactive(host: &str, port: u16, version: ProtocolVersion) -> rustyline::Re
     eprintln!(
         "musqratt shell: broker {host}:{port}, MQTT {}; `help` lists the commands",
         match version {
+            ProtocolVersion::V31 => "3.1",
             ProtocolVersion::V311 => "3.1.1",
             ProtocolVersion::V5 => "5",
         }

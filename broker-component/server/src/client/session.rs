@@ -90,7 +90,7 @@ impl ClientError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::Refused { code, version, .. } => match version {
-                ProtocolVersion::V311 => code.to_v311_connack(),
+                ProtocolVersion::V31 | ProtocolVersion::V311 => code.to_v311_connack(),
                 ProtocolVersion::V5 => code.0,
             },
             _ => 1,
@@ -123,7 +123,7 @@ impl fmt::Display for ClientError {
             } => {
                 match version {
                     ProtocolVersion::V5 => write!(f, "connection refused: {code}")?,
-                    ProtocolVersion::V311 => {
+                    ProtocolVersion::V31 | ProtocolVersion::V311 => {
                         let c = code.to_v311_connack();
                         write!(f, "connection refused: {c} {}", v311_refusal(c))?
                     }

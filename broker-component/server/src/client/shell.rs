@@ -211,7 +211,7 @@ impl Shell {
                         .unwrap_or(0);
                     line.push_str(&format!(", session expiry {x} s"));
                 }
-                ProtocolVersion::V311 => {
+                ProtocolVersion::V31 | ProtocolVersion::V311 => {
                     line.push_str(", clean session off: the broker's session expiry applies")
                 }
             }
@@ -269,7 +269,7 @@ impl Shell {
             (ProtocolVersion::V5, true) => c.client.disconnect(Some(0)).map_err(|e| e.to_string()),
             (_, false) => c.client.disconnect(None).map_err(|e| e.to_string()),
             // 3.1.1 with clean session off: a clean-session connection discards the session.
-            (ProtocolVersion::V311, true) => {
+            (ProtocolVersion::V31 | ProtocolVersion::V311, true) => {
                 c.client.disconnect(None).map_err(|e| e.to_string())?;
                 self.clean_connect(&id)
             }
