@@ -173,6 +173,12 @@ impl Session {
     ) {
         self.flow
             .record_drain(moved as u64, now, config.max_publisher_pause);
+        if self.queue.is_empty() {
+            // The backlog is over; the next one is measured afresh (also when
+            // it starts on a path that does not call `before_enqueue`).
+            self.flow.backlog_since = None;
+            self.flow.sample_start = None;
+        }
         self.release_waiters_if_due(config, now, resumes);
         if self.flow.dropped_in_burst > 0 && self.queue.len() <= config.queue_low_watermark() {
             tracing::debug!(client = %self.client_id, dropped = self.flow.dropped_in_burst,
@@ -208,8 +214,13 @@ impl Session {
     /// `messages_dropped`). The first drop of a burst is logged, once.
     pub fn note_dropped(&mut self, why: &str) {
         if self.flow.dropped_in_burst == 0 {
+            let who = if self.conn.is_some() {
+                "subscriber does not keep up"
+            } else {
+                "offline session"
+            };
             tracing::warn!(client = %self.client_id, queued = self.queue.len(),
-                "subscriber does not keep up: {why}; dropping its messages until it catches up (counted in $SYS/broker/messages/dropped)");
+                "{who}: {why}; dropping its messages until it catches up (counted in $SYS/broker/messages/dropped)");
         }
         self.flow.dropped_in_burst = self.flow.dropped_in_burst.saturating_add(1);
     }

@@ -216,3 +216,20 @@ fn the_high_watermark_is_capped() {
     };
     assert_eq!(unlimited.queue_high_watermark(), 1000);
 }
+
+#[test]
+fn an_emptied_queue_ends_the_backlog() {
+    let (c, t0) = (config(), Instant::now());
+    let mut s = online();
+    queue(&mut s, 25, t0);
+    drain(&mut s, 25, &c, t0 + 10 * MS);
+    // Refilled a second later by a path that starts no measurement (retained
+    // messages at SUBSCRIBE), then by publishes: measured from the publishes,
+    // not from the old backlog (whose idle second would make it look slow).
+    for _ in 0..5 {
+        s.enqueue(outgoing(QoS::AtLeastOnce), usize::MAX).unwrap();
+    }
+    let t1 = t0 + Duration::from_secs(1);
+    queue(&mut s, 20, t1);
+    assert!(s.congested(&c, t1 + MS));
+}
