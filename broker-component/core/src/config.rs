@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// The largest high watermark (see [`BrokerConfig::queue_high_watermark`]).
+const MAX_HIGH_WATERMARK: usize = 1000;
+
 /// Broker settings; `Default` gives the documented defaults of DESIGN.md §5.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerConfig {
@@ -21,9 +24,14 @@ pub struct BrokerConfig {
     pub max_inflight: u16,
     /// Messages queued per session beyond the inflight window.
     pub max_queued_messages: usize,
-    /// A subscriber whose queue has not moved for this long no longer slows
-    /// publishers down (see `docs/core.md`, flow control): its overflow is dropped.
+    /// The transport's backstop: it resumes a publisher paused this long even
+    /// if no resume came (a subscriber that stopped moving sends none).
     pub publisher_stall: Duration,
+    /// Flow control (`flow.rs`, docs/core.md): a subscriber pauses publishers
+    /// only if, at its measured drain rate, it is back at its low watermark
+    /// within this time, and a pause ends after it; a slower subscriber drops
+    /// its own excess instead (`limits.max_publisher_pause_ms`).
+    pub max_publisher_pause: Duration,
     /// Topic Alias Maximum we offer to v5 clients.
     pub topic_alias_maximum: u16,
     /// How often `$SYS` topics are republished.
@@ -35,9 +43,13 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
-    /// Queue length at which an online subscriber pauses its publishers.
+    /// Queue length at which an online subscriber that keeps up pauses its
+    /// publishers: half the queue, but at most `MAX_HIGH_WATERMARK`, so that the
+    /// backlog a pause waits out stays small however deep the queue (a deep queue
+    /// is room for offline time and slow subscribers, not for a fast subscriber
+    /// to fall far behind before its publishers slow down).
     pub fn queue_high_watermark(&self) -> usize {
-        (self.max_queued_messages / 2).max(1)
+        (self.max_queued_messages / 2).clamp(1, MAX_HIGH_WATERMARK)
     }
 
     /// Queue length at which paused publishers resume.
@@ -59,6 +71,7 @@ impl Default for BrokerConfig {
             max_queued_messages: 1000,
             topic_alias_maximum: 16,
             publisher_stall: Duration::from_secs(1),
+            max_publisher_pause: Duration::from_millis(50),
             sys_interval: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             version: format!("musqratt {}", env!("CARGO_PKG_VERSION")),

@@ -52,12 +52,8 @@ impl Connection {
                 });
             }
         }
-        if s.queue.len() < queued_before || s.queue.is_empty() {
-            s.progress_at = Some(now);
-        }
-        if !s.waiters.is_empty() && s.queue.len() <= broker.config.queue_low_watermark() {
-            s.release_waiters(&mut out.resumes);
-        }
+        let moved = queued_before.saturating_sub(s.queue.len());
+        s.drained(moved, &broker.config, now, &mut out.resumes);
     }
 
     /// On session resumption (§4.4): resend unacknowledged PUBLISH with DUP

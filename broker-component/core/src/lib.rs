@@ -25,12 +25,14 @@
 //! - `route`: matching a PUBLISH against subscriptions, holding it otherwise;
 //! - `deliver`: moving a session's queue onto the wire (packet ids, inflight
 //!   window, topic aliases, maximum packet size);
+//! - [`flow`]: when a subscriber's backlog may pause publishers, and its overflow;
 //! - [`session`], [`message`], `topic_tree`, `retained`, `hold`, [`metrics`], `sys`.
 #![forbid(unsafe_code)]
 
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod flow;
 pub mod message;
 pub mod metrics;
 pub mod session;

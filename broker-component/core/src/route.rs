@@ -97,7 +97,6 @@ impl Broker {
             return Routed::NoSubscribers;
         }
         merge_overlapping(&mut targets);
-        let high = self.config.queue_high_watermark();
         for t in targets {
             let retain = t.retain_as_published && msg.retain;
             let outgoing = Outgoing {
@@ -107,23 +106,30 @@ impl Broker {
                 sub_ids: t.sub_ids,
             };
             let mut s = t.sub.session.lock();
-            if s.queue.is_empty() {
-                s.progress_at = Some(now); // the wait starts now, not at the last drain
+            let empty = s.queue.is_empty();
+            s.flow.before_enqueue(empty, now);
+            if s.queue.len() >= self.config.max_queued_messages && s.evict_qos0(outgoing.qos) {
+                self.metrics.messages_dropped.add(1);
+                s.note_dropped("queue full, oldest QoS 0 message dropped for a QoS 1/2 one");
             }
+            s.note_queued(outgoing.qos);
             match s.enqueue(outgoing, self.config.max_queued_messages) {
                 Ok(Some(conn)) => out.wakes.push(conn),
                 Ok(None) => {}
                 Err(_) => {
                     self.metrics.messages_dropped.add(1);
-                    tracing::debug!(client = %s.client_id, "queue full, message dropped");
+                    s.note_dropped("queue full");
                 }
             }
+            // Flow control (flow.rs): pause the publisher only for a
+            // subscriber that keeps up; one that turned out not to lets its
+            // waiters go now rather than at the transport's backstop.
             if let Some(from) = from {
-                if s.conn != Some(from) && s.congested(high, now, self.config.publisher_stall) {
-                    if !s.waiters.contains(&from) {
-                        s.waiters.push(from);
-                    }
+                if s.conn != Some(from) && s.congested(&self.config, now) {
+                    s.add_waiter(from, now);
                     out.pause = true;
+                } else {
+                    s.release_waiters_if_due(&self.config, now, &mut out.resumes);
                 }
             }
         }

@@ -15,6 +15,7 @@ use std::time::Instant;
 use musqratt_codec::{QoS, SubscriptionOptions, Will};
 
 use crate::connection::ConnRef;
+use crate::flow::FlowState;
 use crate::message::Message;
 
 pub type SessionCell = parking_lot::Mutex<Session>;
@@ -82,9 +83,8 @@ pub struct Session {
     pub expires_at: Option<Instant>,
     /// Publishers paused because this session's queue is past its high watermark.
     pub waiters: Vec<ConnRef>,
-    /// When the queue was last empty or last moved onto the wire: a queue
-    /// that has waited since long ago belongs to a stalled subscriber.
-    pub progress_at: Option<Instant>,
+    /// Flow control: drain rate, pause clock, overflow burst (`flow.rs`).
+    pub flow: FlowState,
     /// A will waiting for its Will Delay Interval after the connection closed.
     pub pending_will: Option<(Instant, Box<Will>)>,
 }
@@ -105,7 +105,7 @@ impl Session {
             expires_at: None,
             pending_will: None,
             waiters: Vec::new(),
-            progress_at: None,
+            flow: FlowState::default(),
         }
     }
 
@@ -148,22 +148,6 @@ impl Session {
                 return id;
             }
         }
-    }
-
-    /// Whether a publisher should pause after queueing here: the subscriber is
-    /// online, its queue is past the high watermark, and it is making progress
-    /// (a stalled subscriber must not freeze every publisher; it drops instead).
-    pub fn congested(&self, high: usize, now: Instant, stall: std::time::Duration) -> bool {
-        self.conn.is_some()
-            && self.queue.len() >= high
-            && self
-                .progress_at
-                .is_some_and(|t| now.saturating_duration_since(t) < stall)
-    }
-
-    /// Paused publishers to resume: all of them.
-    pub fn release_waiters(&mut self, resumes: &mut Vec<ConnRef>) {
-        resumes.append(&mut self.waiters);
     }
 
     /// Ends the session's state (messages, pending will, expiry) and returns

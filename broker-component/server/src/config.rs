@@ -11,6 +11,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use musqratt_core::BrokerConfig;
 use toml_edit::{Item, Key, TableLike, Value};
@@ -487,6 +488,7 @@ impl Cx<'_> {
             "max_connections",
             "max_inflight",
             "max_queued_messages",
+            "max_publisher_pause_ms",
             "max_memory_mb",
         ];
         for (k, v) in entries(self.table(key, item, "limits")?) {
@@ -516,6 +518,16 @@ impl Cx<'_> {
                         0 => usize::MAX,
                         n => n as usize,
                     }
+                }
+                "max_publisher_pause_ms" => {
+                    // 0 = never pause a publisher: every subscriber drops its own excess.
+                    s.broker.max_publisher_pause = Duration::from_millis(self.int(
+                        k,
+                        v,
+                        "limits.max_publisher_pause_ms",
+                        0..=60_000,
+                    )?
+                        as u64)
                 }
                 "max_memory_mb" => {
                     if self.int(k, v, "limits.max_memory_mb", 0..=i64::from(u32::MAX))? != 0 {

@@ -191,3 +191,30 @@ fn bad_scheduling_names_line_key_and_choices() {
         crate::sched::Scheduling::Adaptive
     );
 }
+
+#[test]
+fn max_publisher_pause_ms_parses_and_is_bounded() {
+    assert_eq!(
+        Settings::default().broker.max_publisher_pause,
+        std::time::Duration::from_millis(50),
+        "documented default"
+    );
+    let s = Settings::parse("f", "[limits]\nmax_publisher_pause_ms = 5\n").unwrap();
+    assert_eq!(
+        s.broker.max_publisher_pause,
+        std::time::Duration::from_millis(5)
+    );
+    let s = Settings::parse("f", "[limits]\nmax_publisher_pause_ms = 0\n").unwrap();
+    assert!(s.broker.max_publisher_pause.is_zero(), "0 = never pause");
+    let e = err("[limits]\n\nmax_publisher_pause_ms = 60001\n");
+    assert!(
+        e.starts_with("musqratt.toml:3: key 'limits.max_publisher_pause_ms'"),
+        "{e}"
+    );
+    assert!(e.contains("0..=60000") && e.contains("found 60001"), "{e}");
+    let e = err("[limits]\nmax_publisher_pause_ms = \"fast\"\n");
+    assert!(
+        e.starts_with("musqratt.toml:2: key 'limits.max_publisher_pause_ms'"),
+        "{e}"
+    );
+}
