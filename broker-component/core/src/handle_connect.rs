@@ -27,6 +27,14 @@ impl Connection {
             return self.refuse(broker, ReasonCode::BAD_AUTHENTICATION_METHOD, now, out);
         }
 
+        if c.will
+            .as_ref()
+            .is_some_and(|w| broker.config.too_many_levels(&w.topic))
+        {
+            tracing::warn!(client = %c.client_id, "closing connection: will topic with more than limits.max_topic_levels levels");
+            return self.refuse(broker, ReasonCode::TOPIC_NAME_INVALID, now, out);
+        }
+
         let mut assigned = None;
         let client_id: Arc<str> = if c.client_id.is_empty() {
             if !v5 && !c.clean_start {

@@ -58,11 +58,6 @@ pub(crate) fn levels(topic: &str) -> std::str::Split<'_, char> {
     topic.split('/')
 }
 
-/// How many levels `topic` has (`"a/b"` has 2, `""` has 1).
-pub(crate) fn level_count(topic: &str) -> usize {
-    topic.bytes().filter(|&b| b == b'/').count() + 1
-}
-
 pub(crate) struct LevelTrie<V> {
     root: Node<V>,
 }
@@ -80,6 +75,7 @@ impl<V> LevelTrie<V> {
         &self.root
     }
 
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.root.is_empty()
     }
@@ -93,6 +89,7 @@ impl<V> LevelTrie<V> {
         node
     }
 
+    #[cfg(test)]
     pub(crate) fn get(&self, path: &str) -> Option<&V> {
         let mut node = &self.root;
         for level in levels(path) {
@@ -296,10 +293,20 @@ mod tests {
     fn remove_prunes_empty_ancestors_only() {
         let mut t = trie(&["a", "a/b/c/d", "a/b/x"]);
         assert_eq!(t.remove("a/b/c/d").as_deref(), Some("a/b/c/d"));
-        assert!(t.root.child("a").unwrap().child("b").unwrap().child("c").is_none());
+        assert!(t
+            .root
+            .child("a")
+            .unwrap()
+            .child("b")
+            .unwrap()
+            .child("c")
+            .is_none());
         assert!(t.get("a/b/x").is_some());
         assert!(t.remove("a/b/x").is_some());
-        assert!(t.root.child("a").unwrap().children.is_empty(), "a stays: it has a value");
+        assert!(
+            t.root.child("a").unwrap().children.is_empty(),
+            "a stays: it has a value"
+        );
         assert!(t.remove("a").is_some());
         assert!(t.is_empty());
         assert_eq!(t.remove("nope/x"), None);
