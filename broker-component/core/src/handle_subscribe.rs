@@ -16,6 +16,12 @@ use crate::message::Message;
 use crate::session::{Outgoing, SubscriptionRecord};
 use crate::topic_tree::Subscriber;
 
+/// The transport stops reading a client whose unsent output passes 256 KiB
+/// (docs/architecture.md, backpressure). QoS 0 deliveries bypass the inflight
+/// window, so past this much output in one read, retained and held messages
+/// found at SUBSCRIBE wait in the (bounded) session queue instead.
+const DRAIN_AT_SUBSCRIBE_BELOW: usize = 256 * 1024;
+
 impl Connection {
     pub(crate) fn handle_subscribe(
         &mut self,
@@ -134,7 +140,7 @@ impl Connection {
             // Counted once per filter cut short: the walk stops at the first
             // message that does not fit rather than counting the rest.
             broker.metrics.messages_dropped.add(skipped_retained);
-            tracing::info!(client = %self.client_id, "queue full (limits.max_queued_messages): retained messages not sent at SUBSCRIBE");
+            tracing::debug!(client = %self.client_id, "queue full (limits.max_queued_messages): retained messages not sent at SUBSCRIBE");
         }
         if queued.is_empty() {
             return;
@@ -147,7 +153,13 @@ impl Connection {
             }
         }
         s.wake_pending = false;
-        self.drain(broker, &mut s, now, out);
+        if out.transmit.len() < DRAIN_AT_SUBSCRIBE_BELOW {
+            self.drain(broker, &mut s, now, out);
+        } else if let Some(me) = s.wake() {
+            // Drained once, at the end of this read (`drain_self_wake`): a burst
+            // of SUBSCRIBEs in one read must not encode a queue's worth each.
+            out.wakes.push(me);
+        }
     }
 
     pub(crate) fn handle_unsubscribe(
