@@ -113,8 +113,7 @@ impl<V> LevelTrie<V> {
         // with a value or another child); everything below it on the path goes.
         let mut keep_depth = 0;
         let mut node = &self.root;
-        let mut depth = 0;
-        for level in levels(path) {
+        for (depth, level) in levels(path).enumerate() {
             if depth == 0 || node.value.is_some() || node.children.len() > 1 {
                 keep_depth = depth;
             }
@@ -122,7 +121,6 @@ impl<V> LevelTrie<V> {
                 Some(child) => node = child,
                 None => return,
             }
-            depth += 1;
         }
         if !node.is_empty() {
             return;
