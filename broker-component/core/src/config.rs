@@ -12,6 +12,11 @@ pub struct BrokerConfig {
     pub hold_enabled: bool,
     /// Per-topic bound of the hold queue; the oldest message is dropped beyond it.
     pub hold_max_messages_per_topic: usize,
+    /// Bound on the bytes held across all topics (`hold.max_total_mb`, default
+    /// 64 MiB): each message is charged its topic, payload and properties
+    /// plus a fixed overhead; beyond it the oldest held message of any topic
+    /// is dropped (counted in `$SYS/broker/messages/dropped`).
+    pub hold_max_total_bytes: usize,
     /// Session expiry for 3.1.1 clients with clean session off (seconds).
     pub session_default_expiry_secs: u32,
     /// Upper bound on a client's keep-alive; 0 = no bound (Server Keep Alive).
@@ -22,7 +27,12 @@ pub struct BrokerConfig {
     pub max_packet_size: u32,
     /// Outgoing QoS 1/2 window per client, and our Receive Maximum.
     pub max_inflight: u16,
-    /// Messages queued per session beyond the inflight window.
+    /// Most levels a topic name or filter may have (`limits.max_topic_levels`,
+    /// default 128): a deeper SUBSCRIBE filter is refused in the SUBACK, a
+    /// deeper PUBLISH or will topic is a protocol violation (0x90).
+    pub max_topic_levels: usize,
+    /// Messages queued per session beyond the inflight window; also bounds the
+    /// retained and held messages one SUBSCRIBE queues.
     pub max_queued_messages: usize,
     /// The transport's backstop: it resumes a publisher paused this long even
     /// if no resume came (a subscriber that stopped moving sends none).
@@ -43,6 +53,18 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// Whether `topic` (a name or a filter) has more levels than allowed.
+    pub fn too_many_levels(&self, topic: &str) -> bool {
+        // Counting separators can stop early: a 64 KiB string has at most
+        // 32,768 levels, and the count is all we need.
+        topic
+            .bytes()
+            .filter(|&b| b == b'/')
+            .take(self.max_topic_levels)
+            .count()
+            >= self.max_topic_levels
+    }
+
     /// Queue length at which an online subscriber that keeps up pauses its
     /// publishers: half the queue, but at most `MAX_HIGH_WATERMARK`, so that the
     /// backlog a pause waits out stays small however deep the queue (a deep queue
@@ -63,11 +85,13 @@ impl Default for BrokerConfig {
         BrokerConfig {
             hold_enabled: true,
             hold_max_messages_per_topic: 1000,
+            hold_max_total_bytes: 64 << 20,
             session_default_expiry_secs: 3600,
             max_keepalive_secs: 0,
             message_default_expiry_secs: 0,
             max_packet_size: musqratt_codec::MAX_REMAINING_LENGTH as u32,
             max_inflight: 64,
+            max_topic_levels: 128,
             max_queued_messages: 1000,
             topic_alias_maximum: 16,
             publisher_stall: Duration::from_secs(1),

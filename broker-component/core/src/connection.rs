@@ -193,7 +193,7 @@ impl Connection {
             Packet::PubRel(a) => self.handle_pubrel(broker, a, out),
             Packet::PubComp(a) => self.handle_pubcomp(broker, a, now, out),
             Packet::Subscribe(s) => self.handle_subscribe(broker, s, now, out),
-            Packet::Unsubscribe(u) => self.handle_unsubscribe(broker, u, out),
+            Packet::Unsubscribe(u) => self.handle_unsubscribe(broker, u, now, out),
             Packet::PingReq => self.send(broker, &Packet::PingResp, out),
             Packet::Disconnect(d) => self.handle_disconnect(broker, d, now, out),
             Packet::Auth(_) => self.protocol_violation(

@@ -32,6 +32,15 @@ impl Connection {
             tracing::warn!(client = %c.client_id, "closing connection: unsupported authentication method");
             return self.refuse(broker, ReasonCode::BAD_AUTHENTICATION_METHOD, now, out);
         }
+
+        if c.will
+            .as_ref()
+            .is_some_and(|w| broker.config.too_many_levels(&w.topic))
+        {
+            tracing::warn!(client = %c.client_id, "closing connection: will topic with more than limits.max_topic_levels levels");
+            return self.refuse(broker, ReasonCode::TOPIC_NAME_INVALID, now, out);
+        }
+
         if v31 && !(1..=MQTT31_MAX_CLIENT_ID).contains(&c.client_id.chars().count()) {
             // MQTT 3.1 §3.1: a Client Identifier is 1 to 23 characters, and 3.1
             // servers assign none; the answer is return code 2, Identifier rejected.

@@ -25,6 +25,15 @@ impl Connection {
                 return self.protocol_violation(broker, reason, detail, now, out)
             }
         };
+        if broker.config.too_many_levels(&topic) {
+            return self.protocol_violation(
+                broker,
+                ReasonCode::TOPIC_NAME_INVALID,
+                "PUBLISH topic with more than limits.max_topic_levels levels",
+                now,
+                out,
+            );
+        }
         let packet_id = p.packet_id.unwrap_or(0);
         let qos = p.qos;
         if !p.properties.subscription_identifiers.is_empty() {

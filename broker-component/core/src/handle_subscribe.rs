@@ -16,6 +16,12 @@ use crate::message::Message;
 use crate::session::{Outgoing, SubscriptionRecord};
 use crate::topic_tree::Subscriber;
 
+/// The transport stops reading a client whose unsent output passes 256 KiB
+/// (docs/architecture.md, backpressure). QoS 0 deliveries bypass the inflight
+/// window, so past this much output in one read, retained and held messages
+/// found at SUBSCRIBE wait in the (bounded) session queue instead.
+const DRAIN_AT_SUBSCRIBE_BELOW: usize = 256 * 1024;
+
 impl Connection {
     pub(crate) fn handle_subscribe(
         &mut self,
@@ -30,12 +36,13 @@ impl Connection {
         let v5 = self.version.is_v5();
         let sub_id = sub.properties.subscription_identifiers.first().copied();
         let mut codes = Vec::with_capacity(sub.filters.len());
-        // (filter, granted QoS, subscription id, send retained?) of accepted filters.
-        let mut accepted: Vec<(String, QoS, bool)> = Vec::new();
+        // (filter, granted QoS, send retained?, No Local session) of accepted filters.
+        let mut accepted: Vec<(String, QoS, bool, Option<u64>)> = Vec::new();
 
         for (filter, opts) in sub.filters {
-            if topic::validate_topic_filter(&filter).is_err() {
-                tracing::debug!(client = %self.client_id, %filter, "invalid topic filter");
+            let invalid = topic::validate_topic_filter(&filter).is_err();
+            if invalid || broker.config.too_many_levels(split_shared(&filter).1) {
+                tracing::debug!(client = %self.client_id, filter = %Abbrev(&filter), "invalid topic filter (or more than limits.max_topic_levels levels)");
                 codes.push(if v5 {
                     ReasonCode::TOPIC_FILTER_INVALID
                 } else {
@@ -86,7 +93,8 @@ impl Connection {
                     RetainHandling::SendIfNew => is_new,
                     RetainHandling::DoNotSend => false,
                 };
-            accepted.push((filter, opts.qos, send_retained));
+            let no_local = opts.no_local.then_some(self.session_id);
+            accepted.push((filter, opts.qos, send_retained, no_local));
         }
 
         let suback = SubAck {
@@ -96,42 +104,92 @@ impl Connection {
         };
         self.send(broker, &Packet::SubAck(suback), out);
 
-        // Retained first, then held: both queued on our own session and drained now.
+        // Retained first, then held: both queued on our own session and drained
+        // now, no more than its queue has room for (`limits.max_queued_messages`):
+        // a client re-subscribing to `#` without acknowledging anything must
+        // not queue the whole store each time. The walks stop when the room is
+        // used up, so one SUBSCRIBE costs O(queue limit), not O(store); held
+        // messages beyond the room stay held (nothing taken is thrown away).
+        let queued_now = session.lock().queue.len();
+        let mut room = broker.config.max_queued_messages.saturating_sub(queued_now);
         let mut queued: Vec<Outgoing> = Vec::new();
-        for (filter, granted, send_retained) in &accepted {
+        let mut skipped_retained = 0u64;
+        for (filter, granted, send_retained, no_local) in &accepted {
             let plain = split_shared(filter).1;
             let sub_ids: Vec<u32> = sub_id.into_iter().collect();
             if *send_retained {
-                for msg in broker.retained.lock().matching(plain, now) {
+                let found = broker.retained.lock().matching(plain, now, room);
+                skipped_retained += u64::from(found.truncated);
+                room -= found.messages.len();
+                for msg in found.messages {
                     queued.push(outgoing(msg, *granted, true, &sub_ids));
                 }
             }
             if broker.config.hold_enabled {
-                let held = broker.hold.lock().take_matching(plain, now);
+                let held = broker
+                    .hold
+                    .lock()
+                    .take_matching(plain, now, room, *no_local);
+                room -= held.len();
                 for msg in held {
                     queued.push(outgoing(msg, *granted, false, &sub_ids));
                 }
             }
+        }
+        if skipped_retained > 0 {
+            // Counted once per filter cut short: the walk stops at the first
+            // message that does not fit rather than counting the rest.
+            broker.metrics.messages_dropped.add(skipped_retained);
+            tracing::debug!(client = %self.client_id, "queue full (limits.max_queued_messages): retained messages not sent at SUBSCRIBE");
         }
         if queued.is_empty() {
             return;
         }
         let mut s = session.lock();
         for o in queued {
-            if s.enqueue(o, usize::MAX).is_err() {
+            // Publishes may have filled the queue meanwhile: the excess is dropped and counted.
+            if s.enqueue(o, broker.config.max_queued_messages).is_err() {
                 broker.metrics.messages_dropped.add(1);
             }
         }
         s.wake_pending = false;
-        self.drain(broker, &mut s, now, out);
+        if out.transmit.len() < DRAIN_AT_SUBSCRIBE_BELOW {
+            self.drain(broker, &mut s, now, out);
+        } else if let Some(me) = s.wake() {
+            // Drained once, at the end of this read (`drain_self_wake`): a burst
+            // of SUBSCRIBEs in one read must not encode a queue's worth each.
+            out.wakes.push(me);
+        }
     }
 
-    pub(crate) fn handle_unsubscribe(&mut self, broker: &Broker, u: Unsubscribe, out: &mut Output) {
+    pub(crate) fn handle_unsubscribe(
+        &mut self,
+        broker: &Broker,
+        u: Unsubscribe,
+        now: Instant,
+        out: &mut Output,
+    ) {
         let Some(session) = self.session.clone() else {
             return;
         };
+        let v5 = self.version.is_v5();
         let mut codes = Vec::with_capacity(u.filters.len());
         for filter in &u.filters {
+            if topic::validate_topic_filter(filter).is_err() {
+                if !v5 {
+                    // 3.1.1's UNSUBACK has no reason codes to refuse one filter with.
+                    return self.protocol_violation(
+                        broker,
+                        ReasonCode::TOPIC_FILTER_INVALID,
+                        "UNSUBSCRIBE with an invalid topic filter",
+                        now,
+                        out,
+                    );
+                }
+                tracing::debug!(client = %self.client_id, filter = %Abbrev(filter), "UNSUBSCRIBE with an invalid topic filter");
+                codes.push(ReasonCode::TOPIC_FILTER_INVALID);
+                continue;
+            }
             let existed = session.lock().subscriptions.remove(filter).is_some();
             if existed {
                 let (group, plain) = split_shared(filter);
@@ -160,5 +218,23 @@ fn outgoing(msg: Arc<Message>, granted: QoS, retain: bool, sub_ids: &[u32]) -> O
         msg,
         retain,
         sub_ids: sub_ids.to_vec(),
+    }
+}
+
+/// A client's filter in a log line: at most 128 bytes of it, so a 64 KiB
+/// filter does not become a 64 KiB log line.
+struct Abbrev<'a>(&'a str);
+
+impl std::fmt::Display for Abbrev<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const MAX: usize = 128;
+        if self.0.len() <= MAX {
+            return f.write_str(self.0);
+        }
+        let mut end = MAX;
+        while !self.0.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{}… ({} bytes)", &self.0[..end], self.0.len())
     }
 }

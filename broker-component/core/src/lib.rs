@@ -44,6 +44,7 @@ mod handle_disconnect;
 mod handle_publish;
 mod handle_subscribe;
 mod hold;
+mod level_trie;
 mod retained;
 mod route;
 mod sys;

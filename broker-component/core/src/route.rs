@@ -84,10 +84,11 @@ impl Broker {
             // happened before and matched above, or happens after and finds
             // this message in the hold queue. Nothing slips between.
             if self.config.hold_enabled && !msg.retain && !msg.topic.starts_with('$') {
-                let dropped = self
-                    .hold
-                    .lock()
-                    .hold(msg, self.config.hold_max_messages_per_topic);
+                let limits = crate::hold::HoldLimits {
+                    per_topic: self.config.hold_max_messages_per_topic,
+                    total_bytes: self.config.hold_max_total_bytes,
+                };
+                let dropped = self.hold.lock().hold(msg, limits, now);
                 self.metrics.messages_held.add(1);
                 if dropped > 0 {
                     self.metrics.messages_dropped.add(dropped as u64);

@@ -65,7 +65,11 @@ impl Broker {
 
     /// Sends the fresh `$SYS` values to current `$SYS` subscribers.
     fn route_sys(&self, now: Instant, out: &mut Output) {
-        let msgs = self.retained.lock().matching("$SYS/broker/#", now);
+        let msgs = self
+            .retained
+            .lock()
+            .matching("$SYS/broker/#", now, usize::MAX)
+            .messages;
         for msg in msgs {
             self.route(msg, None, now, out);
         }

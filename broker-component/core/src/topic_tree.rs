@@ -3,13 +3,14 @@
 //! Read-mostly: every PUBLISH walks it under a shared read lock; SUBSCRIBE and
 //! UNSUBSCRIBE take the write lock briefly. A node whose last subscriber leaves
 //! is removed with its empty ancestors — the topic ceases to exist (DESIGN §3).
+//! The trie itself, and why every walk over it is a loop, is `level_trie`.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use musqratt_codec::SubscriptionOptions;
 
+use crate::level_trie::{LevelTrie, Node};
 use crate::session::SessionCell;
 
 /// One subscription in the tree.
@@ -28,31 +29,27 @@ struct SharedGroup {
     next: AtomicUsize,
 }
 
+/// The subscriptions of one filter node.
 #[derive(Default)]
-struct Node {
-    /// foldhash: several times faster than SipHash on short topic levels,
-    /// still randomly seeded (levels come from clients).
-    children: HashMap<Box<str>, Node, foldhash::fast::RandomState>,
+struct Subs {
     subscribers: Vec<Subscriber>,
     shared: Vec<SharedGroup>,
 }
 
-impl Node {
+impl Subs {
     fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.subscribers.is_empty() && self.shared.is_empty()
-    }
-
-    fn has_subscribers(&self) -> bool {
-        !self.subscribers.is_empty() || !self.shared.is_empty()
+        self.subscribers.is_empty() && self.shared.is_empty()
     }
 }
 
 /// A match found for a topic: a plain subscriber, or the chosen member of a shared group.
 pub(crate) type Match<'a> = &'a Subscriber;
 
+/// Every walk is iterative (see `level_trie`): a filter may have tens of
+/// thousands of levels when `limits.max_topic_levels` is raised.
 #[derive(Default)]
 pub(crate) struct TopicTree {
-    root: Node,
+    trie: LevelTrie<Subs>,
     /// Nodes that have at least one subscriber: the live topic filters.
     filters: usize,
 }
@@ -60,26 +57,24 @@ pub(crate) struct TopicTree {
 impl TopicTree {
     /// Adds or replaces `session_id`'s subscription. Returns true if it is new.
     pub(crate) fn subscribe(&mut self, filter: &str, group: Option<&str>, sub: Subscriber) -> bool {
-        let mut node = &mut self.root;
-        for level in filter.split('/') {
-            node = node.children.entry(Box::from(level)).or_default();
-        }
-        let had = node.has_subscribers();
+        let node = self.trie.node_mut(filter);
+        let had = node.value.is_some();
+        let subs = node.value.get_or_insert_with(Subs::default);
         let list = match group {
-            None => &mut node.subscribers,
+            None => &mut subs.subscribers,
             Some(g) => {
-                let idx = match node.shared.iter().position(|s| &*s.name == g) {
+                let idx = match subs.shared.iter().position(|s| &*s.name == g) {
                     Some(i) => i,
                     None => {
-                        node.shared.push(SharedGroup {
+                        subs.shared.push(SharedGroup {
                             name: Box::from(g),
                             members: Vec::new(),
                             next: AtomicUsize::new(0),
                         });
-                        node.shared.len() - 1
+                        subs.shared.len() - 1
                     }
                 };
-                &mut node.shared[idx].members
+                &mut subs.shared[idx].members
             }
         };
         let new = match list.iter_mut().find(|s| s.session_id == sub.session_id) {
@@ -105,18 +100,30 @@ impl TopicTree {
         group: Option<&str>,
         session_id: u64,
     ) -> bool {
-        let levels: Vec<&str> = filter.split('/').collect();
+        let Some(subs) = self.trie.get_mut(filter) else {
+            return false;
+        };
         let mut removed = false;
-        let mut lost_last = false;
-        remove_rec(
-            &mut self.root,
-            &levels,
-            group,
-            session_id,
-            &mut removed,
-            &mut lost_last,
-        );
-        if lost_last {
+        match group {
+            None => subs.subscribers.retain(|s| {
+                let keep = s.session_id != session_id;
+                removed |= !keep;
+                keep
+            }),
+            Some(g) => {
+                for sg in subs.shared.iter_mut().filter(|sg| &*sg.name == g) {
+                    sg.members.retain(|s| {
+                        let keep = s.session_id != session_id;
+                        removed |= !keep;
+                        keep
+                    });
+                }
+                subs.shared.retain(|sg| !sg.members.is_empty());
+            }
+        }
+        if subs.is_empty() {
+            // The filter's last subscriber left: the topic ceases to exist.
+            self.trie.remove(filter);
             self.filters -= 1;
         }
         removed
@@ -132,89 +139,45 @@ impl TopicTree {
     pub(crate) fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(Match<'a>)) {
         // §4.7.2: wildcards at the first level do not match `$` topics.
         let dollar = topic.starts_with('$');
-        match_rec(&self.root, Some(topic), true, dollar, &mut f);
-    }
-}
-
-fn remove_rec(
-    node: &mut Node,
-    levels: &[&str],
-    group: Option<&str>,
-    session_id: u64,
-    removed: &mut bool,
-    lost_last: &mut bool,
-) {
-    match levels.split_first() {
-        None => {
-            let had = node.has_subscribers();
-            match group {
-                None => node.subscribers.retain(|s| {
-                    let keep = s.session_id != session_id;
-                    *removed |= !keep;
-                    keep
-                }),
-                Some(g) => {
-                    for sg in node.shared.iter_mut().filter(|sg| &*sg.name == g) {
-                        sg.members.retain(|s| {
-                            let keep = s.session_id != session_id;
-                            *removed |= !keep;
-                            keep
-                        });
-                    }
-                    node.shared.retain(|sg| !sg.members.is_empty());
+        // (filter node, the part of the topic below it: None once every level
+        // is consumed). Each node sits at one depth, so it is visited at most
+        // once; levels are split as the walk goes, without allocating.
+        let mut stack: Vec<(&'a Node<Subs>, Option<&str>)> = vec![(self.trie.root(), Some(topic))];
+        while let Some((node, rest)) = stack.pop() {
+            let first = std::ptr::eq(node, self.trie.root());
+            let wildcards_allowed = !(dollar && first);
+            if wildcards_allowed {
+                // `#` matches the parent level too ("a/#" matches "a").
+                if let Some(hash) = node.child("#") {
+                    emit(hash, &mut f);
                 }
             }
-            *lost_last = had && !node.has_subscribers();
-        }
-        Some((first, rest)) => {
-            if let Some(child) = node.children.get_mut(*first) {
-                remove_rec(child, rest, group, session_id, removed, lost_last);
-                if child.is_empty() {
-                    node.children.remove(*first);
+            let Some(rest) = rest else {
+                emit(node, &mut f);
+                continue;
+            };
+            let (level, below) = match rest.split_once('/') {
+                Some((level, below)) => (level, Some(below)),
+                None => (rest, None),
+            };
+            if let Some(child) = node.child(level) {
+                stack.push((child, below));
+            }
+            if wildcards_allowed {
+                if let Some(plus) = node.child("+") {
+                    stack.push((plus, below));
                 }
             }
         }
     }
 }
 
-/// `rest` is the part of the topic below `node` (None once every level is
-/// consumed); levels are split as the walk goes, without allocating.
-fn match_rec<'a>(
-    node: &'a Node,
-    rest: Option<&str>,
-    first: bool,
-    dollar: bool,
-    f: &mut impl FnMut(Match<'a>),
-) {
-    let wildcards_allowed = !(dollar && first);
-    if wildcards_allowed {
-        // `#` matches the parent level too ("a/#" matches "a").
-        if let Some(hash) = node.children.get("#") {
-            emit(hash, f);
-        }
-    }
-    let Some(rest) = rest else {
-        return emit(node, f);
-    };
-    let (level, below) = match rest.split_once('/') {
-        Some((level, below)) => (level, Some(below)),
-        None => (rest, None),
-    };
-    if let Some(child) = node.children.get(level) {
-        match_rec(child, below, false, dollar, f);
-    }
-    if wildcards_allowed {
-        if let Some(plus) = node.children.get("+") {
-            match_rec(plus, below, false, dollar, f);
-        }
-    }
-}
-
-fn emit<'a>(node: &'a Node, f: &mut impl FnMut(Match<'a>)) {
-    for s in &node.subscribers {
+fn emit<'a>(node: &'a Node<Subs>, f: &mut impl FnMut(Match<'a>)) {
+    let Some(subs) = &node.value else { return };
+    for s in &subs.subscribers {
         f(s);
     }
-    for group in &node.shared {
+    for group in &subs.shared {
         if let Some(member) = pick_member(group) {
             f(member);
         }
@@ -277,7 +240,24 @@ mod tests {
         assert!(t.unsubscribe("a/#", None, 2));
         assert!(t.unsubscribe("#", None, 3));
         assert_eq!(t.filter_count(), 0);
-        assert!(t.root.is_empty(), "empty nodes are freed");
+        assert!(t.trie.is_empty(), "empty nodes are freed");
+    }
+
+    #[test]
+    fn filters_of_tens_of_thousands_of_levels() {
+        // "/" x 32767 is a legal 64 KiB filter: 32,768 empty levels. Each walk
+        // below recursed once per level before and overflowed the stack.
+        let deep = "/".repeat(32_767);
+        let mut t = TopicTree::default();
+        assert!(t.subscribe(&deep, None, sub(1)));
+        assert!(t.subscribe(&(deep.clone() + "/#"), None, sub(2)));
+        assert!(t.subscribe(&("+/".repeat(20_000) + "#"), None, sub(3)));
+        assert_eq!(matches(&t, &deep), vec![1, 2, 3]);
+        assert_eq!(matches(&t, "a"), Vec::<u64>::new());
+        assert!(t.unsubscribe(&deep, None, 1));
+        assert_eq!(matches(&t, &deep), vec![2, 3]);
+        assert_eq!(t.filter_count(), 2);
+        drop(t); // dropping the deep branches is iterative too
     }
 
     #[test]

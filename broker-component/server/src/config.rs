@@ -425,11 +425,16 @@ impl Cx<'_> {
                         self.int(k, v, "hold.max_messages_per_topic", 0..=i64::from(u32::MAX))?
                             as usize
                 }
+                "max_total_mb" => {
+                    // MiB of held messages across all topics (see BrokerConfig).
+                    let mb = self.int(k, v, "hold.max_total_mb", 1..=1 << 20)?;
+                    s.broker.hold_max_total_bytes = (mb as usize) << 20
+                }
                 other => {
                     return Err(self.unknown(
                         k,
                         &format!("hold.{other}"),
-                        &["enabled", "max_messages_per_topic"],
+                        &["enabled", "max_messages_per_topic", "max_total_mb"],
                     ))
                 }
             }
@@ -490,6 +495,7 @@ impl Cx<'_> {
             "max_queued_messages",
             "max_publisher_pause_ms",
             "max_memory_mb",
+            "max_topic_levels",
         ];
         for (k, v) in entries(self.table(key, item, "limits")?) {
             match k.get() {
@@ -528,6 +534,11 @@ impl Cx<'_> {
                         0..=60_000,
                     )?
                         as u64)
+                }
+                "max_topic_levels" => {
+                    // A 64 KiB string has at most 32,768 levels; beyond 65,535 means "any".
+                    s.broker.max_topic_levels =
+                        self.int(k, v, "limits.max_topic_levels", 1..=i64::from(u16::MAX))? as usize
                 }
                 "max_memory_mb" => {
                     if self.int(k, v, "limits.max_memory_mb", 0..=i64::from(u32::MAX))? != 0 {

@@ -38,6 +38,7 @@ stack = "kernel"
 [hold]
 enabled = false
 max_messages_per_topic = 10
+max_total_mb = 2
 
 [session]
 default_expiry_secs = 60
@@ -52,6 +53,7 @@ max_connections = 100
 max_inflight = 8
 max_queued_messages = 0
 max_memory_mb = 0
+max_topic_levels = 300
 
 [workers]
 scheduling = "batch"
@@ -62,6 +64,8 @@ scheduling = "batch"
     assert_eq!(s.listeners[0].port(), 1884);
     assert!(s.in_memory && !s.broker.hold_enabled);
     assert_eq!(s.broker.hold_max_messages_per_topic, 10);
+    assert_eq!(s.broker.hold_max_total_bytes, 2 << 20);
+    assert_eq!(s.broker.max_topic_levels, 300);
     assert_eq!(s.broker.max_keepalive_secs, 30);
     assert_eq!(s.broker.max_inflight, 8);
     assert_eq!(s.max_connections, 100);
@@ -216,5 +220,24 @@ fn max_publisher_pause_ms_parses_and_is_bounded() {
     assert!(
         e.starts_with("musqratt.toml:2: key 'limits.max_publisher_pause_ms'"),
         "{e}"
+    );
+}
+
+#[test]
+fn hardening_limits_have_their_defaults_and_ranges() {
+    let d = Settings::default().broker;
+    assert_eq!(d.max_topic_levels, 128);
+    assert_eq!(d.hold_max_total_bytes, 64 << 20);
+    assert_eq!(
+        err("[limits]\nmax_topic_levels = 0\n"),
+        "musqratt.toml:2: key 'limits.max_topic_levels': expected an integer 1..=65535, found 0"
+    );
+    assert_eq!(
+        err("[hold]\n\nmax_total_mb = -1\n"),
+        "musqratt.toml:3: key 'hold.max_total_mb': expected an integer 1..=1048576, found -1"
+    );
+    assert_eq!(
+        err("[hold]\nmax_total_mb = \"64\"\n"),
+        "musqratt.toml:2: key 'hold.max_total_mb': expected an integer 1..=1048576, found \"64\""
     );
 }
