@@ -148,6 +148,7 @@ impl Connection {
         let mut s = session.lock();
         for o in queued {
             // Publishes may have filled the queue meanwhile: the excess is dropped and counted.
+            s.note_queued(o.qos); // so a later QoS 1/2 may evict it (flow.rs)
             if s.enqueue(o, broker.config.max_queued_messages).is_err() {
                 broker.metrics.messages_dropped.add(1);
             }
