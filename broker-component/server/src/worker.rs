@@ -7,9 +7,11 @@
 //! and kicks for this worker's connections run right after, and those for
 //! other workers are collected and handed over once per loop iteration.
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -17,7 +19,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use musqratt_core::{Broker, ConnRef, Connection, Output};
 use slab::Slab;
 
-use crate::conn::{Conn, ReadOutcome};
+use crate::conn::{Conn, Drain, ReadOutcome};
 use crate::inbox::{Msg, Shared};
 use crate::sched::SchedControl;
 
@@ -36,6 +38,22 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const IDLE_SWEEP: Duration = Duration::from_secs(3600);
 /// How long a closing connection may take to flush before it is dropped.
 const LINGER: Duration = Duration::from_secs(2);
+/// Once a closing connection's output is flushed, its write side is shut
+/// (FIN) and its input drained for at most this long and this many bytes
+/// before the socket is closed: long enough for a client that is still
+/// writing to read the DISCONNECT, short and small enough that a client which
+/// never stops costs little.
+const DRAIN_FOR: Duration = Duration::from_secs(1);
+const DRAIN_MAX: usize = 1024 * 1024;
+
+/// A closing connection still flushing its output, or draining its input.
+struct Linger {
+    slot: usize,
+    serial: u64,
+    deadline: Instant,
+    /// Input bytes discarded so far (see `DRAIN_MAX`).
+    drained: usize,
+}
 
 /// How [`Worker::on_ready`] reads a connection's socket.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -106,20 +124,42 @@ fn hand_over(shared: &Shared, target: usize, batch: &mut Vec<Msg>) {
     let Some(cell) = inbox.worker.get().and_then(Weak::upgrade) else {
         return inbox.deliver(batch);
     };
-    let Ok(mut w) = cell.try_lock() else {
-        return inbox.deliver(batch);
+    let mut w = match cell.try_lock() {
+        Ok(w) => w,
+        // Poisoned by a panic that escaped a holder (see `Worker::run`): the
+        // state is consistent per connection, as the owner's `lock` assumes.
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(TryLockError::WouldBlock) => return inbox.deliver(batch),
     };
+    // The target went to sleep with an epoll timeout computed from this.
+    let before = w.next_deadline();
     let now = Instant::now();
-    for msg in batch.drain(..) {
-        w.on_msg(msg, now);
+    // Each connection's handling is isolated (`Worker::isolated`); this only
+    // keeps a panic in the target's own bookkeeping from killing the caller,
+    // whose thread it is. The target's state is then as a panic in its own
+    // `iterate` would leave it (see `Worker::run`).
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        for msg in batch.drain(..) {
+            w.on_msg(msg, now);
+        }
+        w.run_local(now);
+        // What that produced for other workers goes by inbox (never recursively).
+        for (t, outbox) in w.router.outboxes.iter_mut().enumerate() {
+            shared.inboxes[t].deliver(outbox);
+        }
+    }));
+    if let Err(panic) = ran {
+        tracing::error!(
+            worker = target,
+            "panic while running a sleeping worker's handlers: {}",
+            panic_message(&*panic)
+        );
     }
-    w.run_local(now);
-    // What that produced for other workers goes by inbox (never recursively).
-    for (t, outbox) in w.router.outboxes.iter_mut().enumerate() {
-        shared.inboxes[t].deliver(outbox);
-    }
-    if !w.unfinished.is_empty() {
-        inbox.wake(); // its poll timeout must become zero
+    // Wake the target if it must not sleep as long as it planned: work left
+    // for it (zero timeout), or a deadline the handlers moved earlier (a
+    // closing connection's linger or drain, a paused publisher's stall).
+    if !w.unfinished.is_empty() || w.next_deadline() < before {
+        inbox.wake();
     }
 }
 
@@ -140,8 +180,8 @@ pub struct Worker {
     /// connections with `Conn::paused` set (see `track_pause`, `resume`,
     /// `remove`), so the stall check does not scan every connection.
     paused: HashMap<usize, Instant>,
-    /// Closing connections still flushing, with their deadline.
-    lingering: Vec<(usize, u64, Instant)>,
+    /// Closing connections still flushing or draining, with their deadline.
+    lingering: Vec<Linger>,
     /// When the deadlines were last looked at, and when next (the earliest
     /// known deadline, but not sooner than SWEEP_EVERY after the last look).
     last_sweep: Instant,
@@ -201,8 +241,24 @@ impl Worker {
                     return;
                 }
             }
-            if !lock(&cell).iterate(&events, &mut inbox) {
-                return;
+            // Each connection's handling is isolated (`isolated`); this is the
+            // last guard, for a panic in the worker's own bookkeeping: a dead
+            // worker would hang all of its clients and keep getting new ones.
+            // What it leaves: per-connection state is updated one connection
+            // at a time, and every list the loop keeps (unfinished, lingering,
+            // paused) is checked against the connection's serial when used.
+            match catch_unwind(AssertUnwindSafe(|| {
+                lock(&cell).iterate(&events, &mut inbox)
+            })) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(panic) => {
+                    tracing::error!(
+                        worker = id,
+                        "panic in the worker loop, outside a connection's handling: {}",
+                        panic_message(&*panic)
+                    );
+                }
             }
             if !events.is_empty() {
                 sched.after_events(Instant::now());
@@ -231,12 +287,13 @@ impl Worker {
             } else {
                 ReadMode::No
             };
-            self.on_ready(ev.token().0, read, ev.is_writable(), now);
+            let (slot, writable) = (ev.token().0, ev.is_writable());
+            self.isolated(slot, now, |w| w.on_ready(slot, read, writable, now));
             self.run_local(now);
         }
         for (slot, serial) in std::mem::take(&mut self.unfinished) {
             if self.serial_at(slot) == Some(serial) {
-                self.on_ready(slot, ReadMode::Drain, false, now);
+                self.isolated(slot, now, |w| w.on_ready(slot, ReadMode::Drain, false, now));
                 self.run_local(now);
             }
         }
@@ -256,6 +313,11 @@ impl Worker {
         if !self.unfinished.is_empty() {
             return Duration::ZERO;
         }
+        self.next_deadline().saturating_duration_since(now)
+    }
+
+    /// When the worker must next look at its timers.
+    fn next_deadline(&self) -> Instant {
         let mut next = self.next_sweep;
         if self.id == 0 {
             next = next.min(self.broker.poll_timeout());
@@ -263,7 +325,58 @@ impl Worker {
         if let Some(d) = self.shutdown_deadline {
             next = next.min(d);
         }
-        next.saturating_duration_since(now)
+        next
+    }
+
+    /// Runs one event's handling for the connection in `slot` (its core calls:
+    /// bytes, wake, kick, timeout, close) so that a panic in it closes that
+    /// connection only, logged with its client id, and the worker lives on.
+    ///
+    /// `AssertUnwindSafe`: what a panic can leave half-done is (1) this
+    /// connection's `Conn` and core `Connection`, which are dropped right away;
+    /// (2) the shared `Broker`, whose locks are parking_lot's (released on
+    /// unwind, never poisoned), so at worst this client's own entries (its
+    /// session, subscriptions) are inconsistent, and its session is detached
+    /// by the close that follows; (3) the worker's `Output`, whose bytes for
+    /// this connection are discarded (possibly a half-encoded packet) while its
+    /// wakes, kicks and resumes, which name other connections, still go out (a
+    /// wake with nothing to deliver is harmless, a lost resume is not).
+    fn isolated(&mut self, slot: usize, now: Instant, f: impl FnOnce(&mut Worker)) {
+        let serial = self.serial_at(slot);
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(self))) {
+            self.after_panic(slot, serial, now, &*panic);
+        }
+    }
+
+    fn after_panic(
+        &mut self,
+        slot: usize,
+        serial: Option<u64>,
+        now: Instant,
+        panic: &(dyn Any + Send),
+    ) {
+        let what = panic_message(panic);
+        self.out.transmit.clear();
+        self.out.close = false;
+        self.out.pause = false;
+        self.router.route(&mut self.out);
+        match self.conns.get_mut(slot) {
+            Some(c) if serial == Some(c.core.conn_ref().serial) => {
+                let peer = c.stream.peer_addr().ok();
+                tracing::error!(
+                    client = %c.core.client_id(),
+                    ?peer,
+                    worker = self.id,
+                    "closing connection: panic while handling it: {what}"
+                );
+                c.discard_out();
+                self.remove(slot, now);
+            }
+            _ => tracing::error!(
+                worker = self.id,
+                "panic while handling a connection already gone: {what}"
+            ),
+        }
     }
 
     fn serial_at(&self, slot: usize) -> Option<u64> {
@@ -321,6 +434,12 @@ impl Worker {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
+        if c.draining {
+            if read != ReadMode::No {
+                self.drain(slot, now);
+            }
+            return;
+        }
         let mut paused = false;
         if writable && !c.out_idle() {
             if let Err(e) = c.flush() {
@@ -410,16 +529,77 @@ impl Worker {
             tracing::debug!("write error: {e}");
             self.fail(slot, now);
         } else if c.closing {
+            let serial = c.core.conn_ref().serial;
             if c.out_idle() {
-                self.remove(slot, now);
-            } else if !self.lingering.iter().any(|l| l.0 == slot) {
-                let serial = c.core.conn_ref().serial;
-                self.lingering.push((slot, serial, now + LINGER));
+                self.half_close(slot, now);
+            } else if !self
+                .lingering
+                .iter()
+                .any(|l| l.slot == slot && l.serial == serial)
+            {
+                self.lingering.push(Linger {
+                    slot,
+                    serial,
+                    deadline: now + LINGER,
+                    drained: 0,
+                });
                 self.due_at(now + LINGER);
             }
         }
         if let Some(t) = deadline {
             self.due_at(t);
+        }
+    }
+
+    /// A closing connection's output is flushed: shut its write side (the
+    /// client reads everything, then EOF) and drain its input, so the close
+    /// that follows sends a FIN rather than a RST (see `Conn::draining`).
+    fn half_close(&mut self, slot: usize, now: Instant) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.draining {
+            return;
+        }
+        let serial = c.core.conn_ref().serial;
+        if c.half_close().is_err() {
+            return self.remove(slot, now); // already reset by the peer
+        }
+        self.lingering.retain(|l| l.slot != slot);
+        self.lingering.push(Linger {
+            slot,
+            serial,
+            deadline: now + DRAIN_FOR,
+            drained: 0,
+        });
+        self.due_at(now + DRAIN_FOR);
+        // The client may have closed already, its FIN's edge consumed.
+        self.drain(slot, now);
+    }
+
+    /// Discards a draining connection's input; closes it at the client's EOF
+    /// or beyond `DRAIN_MAX` (the deadline is the sweep's).
+    fn drain(&mut self, slot: usize, now: Instant) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let serial = c.core.conn_ref().serial;
+        let Some(l) = self
+            .lingering
+            .iter_mut()
+            .find(|l| l.slot == slot && l.serial == serial)
+        else {
+            return self.remove(slot, now);
+        };
+        match c.drain_input(&mut self.read_buf, DRAIN_MAX.saturating_sub(l.drained)) {
+            Drain::Done => self.remove(slot, now),
+            Drain::Pending(n) => {
+                l.drained += n;
+                if l.drained >= DRAIN_MAX {
+                    tracing::debug!("closing a draining connection: the client kept writing");
+                    self.remove(slot, now);
+                }
+            }
         }
     }
 
@@ -432,10 +612,24 @@ impl Worker {
     }
 
     fn remove(&mut self, slot: usize, now: Instant) {
-        let mut c = self.conns.remove(slot);
+        let Some(mut c) = self.conns.try_remove(slot) else {
+            return;
+        };
         self.paused.remove(&slot);
+        self.lingering.retain(|l| l.slot != slot);
         if !c.core.is_closed() {
-            c.core.handle_close(&self.broker, now, &mut self.out);
+            // After a panic in this connection's handling its state may be
+            // what panicked: the close is isolated too, and the socket goes
+            // regardless (see `isolated`).
+            let (broker, out) = (&self.broker, &mut self.out);
+            let closed = catch_unwind(AssertUnwindSafe(|| c.core.handle_close(broker, now, out)));
+            if let Err(panic) = closed {
+                tracing::error!(
+                    client = %c.core.client_id(),
+                    "panic while closing a connection (its session may stay attached): {}",
+                    panic_message(&*panic)
+                );
+            }
         }
         self.out.transmit.clear();
         self.out.close = false;
@@ -449,26 +643,28 @@ impl Worker {
     fn run_local(&mut self, now: Instant) {
         while let Some((r, ev)) = self.router.local.pop_front() {
             let slot = r.slot as usize;
-            let Some(c) = self.conns.get_mut(slot) else {
-                continue;
-            };
-            if c.core.conn_ref() != r {
-                continue; // the slot now holds another connection
-            }
-            match ev {
-                Event::Wake if !c.out_idle() => {
-                    c.wake_deferred = true;
-                    continue;
-                }
-                Event::Wake => c.core.handle_wake(&self.broker, now, &mut self.out),
-                Event::Kick => c.core.handle_kick(&self.broker, now, &mut self.out),
-                Event::Resume => {
-                    self.resume(slot, now);
-                    continue;
-                }
-            }
-            self.after(slot, now);
+            self.isolated(slot, now, |w| w.local_event(r, ev, now));
         }
+    }
+
+    fn local_event(&mut self, r: ConnRef, ev: Event, now: Instant) {
+        let slot = r.slot as usize;
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.core.conn_ref() != r {
+            return; // the slot now holds another connection
+        }
+        match ev {
+            Event::Wake if !c.out_idle() => {
+                c.wake_deferred = true;
+                return;
+            }
+            Event::Wake => c.core.handle_wake(&self.broker, now, &mut self.out),
+            Event::Kick => c.core.handle_kick(&self.broker, now, &mut self.out),
+            Event::Resume => return self.resume(slot, now),
+        }
+        self.after(slot, now);
     }
 
     /// Lets a paused publisher read again: first the bytes it kept, then the
@@ -496,7 +692,10 @@ impl Worker {
 
     fn timers(&mut self, now: Instant) {
         if self.id == 0 && now >= self.broker.poll_timeout() {
-            self.broker.handle_timeout(now, &mut self.out);
+            let (broker, out) = (&self.broker, &mut self.out);
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| broker.handle_timeout(now, out))) {
+                tracing::error!("panic in the broker's timer: {}", panic_message(&*panic));
+            }
             self.out.transmit.clear();
             self.out.close = false;
             self.router.route(&mut self.out);
@@ -522,11 +721,13 @@ impl Worker {
             self.due_at(t);
         }
         for slot in due {
-            if let Some(c) = self.conns.get_mut(slot) {
-                c.core.handle_timeout(&self.broker, now, &mut self.out);
-                self.after(slot, now);
-                self.run_local(now);
-            }
+            self.isolated(slot, now, |w| {
+                if let Some(c) = w.conns.get_mut(slot) {
+                    c.core.handle_timeout(&w.broker, now, &mut w.out);
+                    w.after(slot, now);
+                }
+            });
+            self.run_local(now);
         }
         // Paused publishers whose subscriber stopped moving: read again (the
         // core no longer pauses for a stalled subscriber; it drops instead).
@@ -540,26 +741,26 @@ impl Worker {
         for slot in stalled {
             // No accept runs here, so a slot still names the same connection
             // (or none: `resume` then does nothing).
-            self.resume(slot, now);
+            self.isolated(slot, now, |w| w.resume(slot, now));
             self.run_local(now);
         }
         let still_paused = self.paused.values().map(|&since| since + stall).min();
         let mut expired = Vec::new();
-        self.lingering.retain(|&(slot, serial, deadline)| {
+        self.lingering.retain(|l| {
             let live = self
                 .conns
-                .get(slot)
-                .is_some_and(|c| c.core.conn_ref().serial == serial);
-            if live && deadline <= now {
-                expired.push(slot);
+                .get(l.slot)
+                .is_some_and(|c| c.core.conn_ref().serial == l.serial);
+            if live && l.deadline <= now {
+                expired.push(l.slot);
             }
-            live && deadline > now
+            live && l.deadline > now
         });
         for slot in expired {
-            tracing::debug!("dropping a closing connection that did not drain in time");
+            tracing::debug!("dropping a closing connection that did not flush or drain in time");
             self.fail(slot, now);
         }
-        let lingering = self.lingering.iter().map(|l| l.2).min();
+        let lingering = self.lingering.iter().map(|l| l.deadline).min();
         for t in [still_paused, lingering].into_iter().flatten() {
             self.due_at(t);
         }
@@ -574,10 +775,12 @@ impl Worker {
         self.shutdown_deadline = Some(now + LINGER);
         let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
-            if let Some(c) = self.conns.get_mut(slot) {
-                c.core.handle_shutdown(&self.broker, now, &mut self.out);
-                self.after(slot, now);
-            }
+            self.isolated(slot, now, |w| {
+                if let Some(c) = w.conns.get_mut(slot) {
+                    c.core.handle_shutdown(&w.broker, now, &mut w.out);
+                    w.after(slot, now);
+                }
+            });
         }
         self.run_local(now);
     }
@@ -586,4 +789,15 @@ impl Worker {
 /// Locks a worker's state; a panic in another holder does not stop this one.
 fn lock(cell: &Mutex<Worker>) -> MutexGuard<'_, Worker> {
     cell.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The message of a panic payload (`panic!` with a literal or a format string).
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s
+    } else {
+        "(no message)"
+    }
 }
