@@ -186,21 +186,31 @@ fn item16_v5_client_still_writing_reads_the_disconnect_reason() {
     // Receive Maximum 4 (max_inflight): the 5th unreleased QoS 2 PUBLISH is a protocol violation.
     let mut b = broker_with_limits("item16", "max_inflight = 4");
     let v = Version::V5;
+    let payload = vec![b'p'; 1024];
     for round in 0..3 {
-        let mut c = Raw::connect(b.port(), v, &format!("writer-{round}"));
-        let mut sink = c.stream.try_clone().unwrap();
-        // The client keeps writing (QoS 2, never PUBREL) while the broker disconnects it: it
-        // reads only after its writes fail or 4 MiB went out, like a pipelining client.
-        let writer = thread::spawn(move || {
-            let payload = vec![b'p'; 1024];
-            for id in 1..=4000u16 {
-                let p = hostile::publish(v, b"item16", &payload, 2, id);
-                if sink.write_all(&p).is_err() {
-                    return;
-                }
+        let client = format!("writer-{round}");
+        let mut c = Raw::connect(b.port(), v, &client);
+        let logged = b.log_lines().len();
+        for id in 1..=5u16 {
+            c.send(&hostile::publish(v, b"item16", &payload, 2, id));
+        }
+        // The broker has disconnected the client...
+        assert!(
+            b.log_lines().wait_until(WAIT, |l| l[logged..]
+                .iter()
+                .any(|l| l.contains("closing connection") && l.contains(&client))),
+            "no close logged; log:\n{}",
+            b.logs().join("\n")
+        );
+        // ...which is still writing (a pipelining client has more on the way), 256 KiB, before
+        // it reads. Closing a socket with unread input answers with a RST: the writes then fail
+        // with "connection reset", and a client that stops there never reads the DISCONNECT.
+        // Half-closed and drained, the socket takes them.
+        for (i, id) in (6..=261u16).enumerate() {
+            if let Err(e) = c.stream.write_all(&hostile::publish(v, b"item16", &payload, 2, id)) {
+                panic!("round {round}: write {i} after the broker's DISCONNECT failed: {e}");
             }
-        });
-        writer.join().unwrap();
+        }
         let mut pubrecs = 0;
         loop {
             match c.read(WAIT) {
@@ -211,7 +221,7 @@ fn item16_v5_client_still_writing_reads_the_disconnect_reason() {
                 }
                 other => panic!(
                     "round {round}: expected PUBRECs then DISCONNECT 0x93, got {other:?} after \
-                     {pubrecs} PUBRECs (a reset loses the DISCONNECT)"
+                     {pubrecs} PUBRECs"
                 ),
             }
         }
@@ -229,26 +239,35 @@ fn open_fds(pid: u32) -> usize {
 }
 
 /// `hand_over` runs a sleeping worker's handlers on the calling worker's thread. A deadline they
-/// create on the sleeping worker (here: the drain deadline of a connection kicked by a takeover)
-/// must wake it, or it sleeps through it: the kicked connection's socket would stay open until
-/// some other deadline, here 10 minutes away.
+/// create on the sleeping worker must wake it, or it sleeps through it. Here: a takeover kicks a
+/// subscriber whose socket is full (it does not read), so its DISCONNECT cannot be flushed and
+/// the connection lingers with a 2 s deadline; no socket event will come for it. Before the fix
+/// its worker slept until its next planned deadline (10 minutes away) and the socket stayed open.
 #[test]
 fn hand_over_wakes_a_worker_whose_deadline_moved_earlier() {
     let mut b = broker_with_limits("handover", "connect_timeout_secs = 600");
-    let v = Version::V311;
     let port = b.port();
-    // Round robin: D on worker 0, A on worker 1, B on worker 0. Keep-alive 0: no deadline.
-    let d = Raw::connect_bytes(port, v, &raw::connect_with(v, "d", 0, true));
+    let v = Version::V5;
+    // Round robin: P on worker 0, A on worker 1, B on worker 0. Keep-alive 0: no deadline.
+    let mut p = Raw::connect_bytes(port, v, &raw::connect_with(v, "p", 0, true));
     let mut a = Raw::connect_bytes(port, v, &raw::connect_with(v, "taken", 0, true));
+    a.send(&raw::subscribe(v, 1, "flood", 0));
+    assert_eq!(a.expect_packet(WAIT).kind(), 9, "SUBACK");
+    // 32 MiB for A, which never reads: more than the socket buffers hold, so the broker keeps
+    // some of it unsent (and the rest in A's session queue).
+    let chunk = vec![b'f'; 128 * 1024];
+    for _ in 0..256 {
+        p.send(&hostile::publish(v, b"flood", &chunk, 0, 0));
+    }
+    // A QoS 1 round trip: every PUBLISH before it was handled.
+    p.send(&hostile::publish(v, b"sync", b"", 1, 1));
+    assert_eq!(p.expect_packet(WAIT).kind(), 4, "PUBACK");
     let fds_with_a = open_fds(b.pid());
-    // Let worker 1 go to sleep (nothing else to do) before the takeover; if it is still awake
-    // the kick goes through its inbox instead, and the test passes without proving anything.
-    thread::sleep(Duration::from_millis(200));
+    // Let worker 1 go to sleep (nothing it can do for A) before the takeover; if it is still
+    // awake the kick goes through its inbox instead, and the test passes without proving anything.
+    thread::sleep(Duration::from_millis(300));
     let b2 = Raw::connect_bytes(port, v, &raw::connect_with(v, "taken", 0, true));
-    // A is closed for writing at once (its FIN) and drained until its drain deadline: its client
-    // does not close its side, and sends nothing that would wake worker 1.
-    a.expect_closed(WAIT);
-    // B's socket came, A's goes at the drain deadline: the count drops back.
+    // B's socket came; A's goes at its linger deadline (it never drains): the count drops back.
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut fds = open_fds(b.pid());
     while fds > fds_with_a && Instant::now() < deadline {
@@ -259,6 +278,6 @@ fn hand_over_wakes_a_worker_whose_deadline_moved_earlier() {
         fds, fds_with_a,
         "the kicked connection's socket is still open (worker 1 slept through its deadline)"
     );
-    drop((a, b2, d));
+    drop((a, b2, p));
     still_serving(&mut b, "hand_over");
 }
