@@ -7,11 +7,10 @@
 //! and kicks for this worker's connections run right after, and those for
 //! other workers are collected and handed over once per loop iteration.
 
-use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -19,9 +18,16 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use musqratt_core::{Broker, ConnRef, Connection, Output};
 use slab::Slab;
 
-use crate::conn::{Conn, Drain, ReadOutcome};
+use crate::conn::{Conn, ReadOutcome};
 use crate::inbox::{Msg, Shared};
 use crate::sched::SchedControl;
+
+mod closing;
+mod handover;
+mod timers;
+
+use closing::{panic_message, Linger};
+use handover::hand_over;
 
 /// The waker's token; connection tokens are slab slots.
 pub const WAKER: Token = Token(usize::MAX);
@@ -38,22 +44,6 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const IDLE_SWEEP: Duration = Duration::from_secs(3600);
 /// How long a closing connection may take to flush before it is dropped.
 const LINGER: Duration = Duration::from_secs(2);
-/// Once a closing connection's output is flushed, its write side is shut
-/// (FIN) and its input drained for at most this long and this many bytes
-/// before the socket is closed: long enough for a client that is still
-/// writing to read the DISCONNECT, short and small enough that a client which
-/// never stops costs little.
-const DRAIN_FOR: Duration = Duration::from_secs(1);
-const DRAIN_MAX: usize = 1024 * 1024;
-
-/// A closing connection still flushing its output, or draining its input.
-struct Linger {
-    slot: usize,
-    serial: u64,
-    deadline: Instant,
-    /// Input bytes discarded so far (see `DRAIN_MAX`).
-    drained: usize,
-}
 
 /// How [`Worker::on_ready`] reads a connection's socket.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -105,61 +95,6 @@ impl Router {
                 }
             }
         }
-    }
-}
-
-/// Hands a batch of wakes, kicks and resumes to worker `target`.
-///
-/// If the target is asleep in `epoll_wait` (its state unlocked), the calling
-/// thread does the work itself: it runs the target's connections' handlers and
-/// writes their sockets directly. Waking a sleeping thread on another core
-/// costs tens of microseconds on these machines, which is most of a
-/// cross-worker delivery's latency; a thread that is already running pays
-/// none of it. When the target is busy, the batch goes through its inbox.
-fn hand_over(shared: &Shared, target: usize, batch: &mut Vec<Msg>) {
-    if batch.is_empty() {
-        return;
-    }
-    let inbox = &shared.inboxes[target];
-    let Some(cell) = inbox.worker.get().and_then(Weak::upgrade) else {
-        return inbox.deliver(batch);
-    };
-    let mut w = match cell.try_lock() {
-        Ok(w) => w,
-        // Poisoned by a panic that escaped a holder (see `Worker::run`): the
-        // state is consistent per connection, as the owner's `lock` assumes.
-        Err(TryLockError::Poisoned(p)) => p.into_inner(),
-        Err(TryLockError::WouldBlock) => return inbox.deliver(batch),
-    };
-    // The target went to sleep with an epoll timeout computed from this.
-    let before = w.next_deadline();
-    let now = Instant::now();
-    // Each connection's handling is isolated (`Worker::isolated`); this only
-    // keeps a panic in the target's own bookkeeping from killing the caller,
-    // whose thread it is. The target's state is then as a panic in its own
-    // `iterate` would leave it (see `Worker::run`).
-    let ran = catch_unwind(AssertUnwindSafe(|| {
-        for msg in batch.drain(..) {
-            w.on_msg(msg, now);
-        }
-        w.run_local(now);
-        // What that produced for other workers goes by inbox (never recursively).
-        for (t, outbox) in w.router.outboxes.iter_mut().enumerate() {
-            shared.inboxes[t].deliver(outbox);
-        }
-    }));
-    if let Err(panic) = ran {
-        tracing::error!(
-            worker = target,
-            "panic while running a sleeping worker's handlers: {}",
-            panic_message(&*panic)
-        );
-    }
-    // Wake the target if it must not sleep as long as it planned: work left
-    // for it (zero timeout), or a deadline the handlers moved earlier (a
-    // closing connection's linger or drain, a paused publisher's stall).
-    if !w.unfinished.is_empty() || w.next_deadline() < before {
-        inbox.wake();
     }
 }
 
@@ -326,57 +261,6 @@ impl Worker {
             next = next.min(d);
         }
         next
-    }
-
-    /// Runs one event's handling for the connection in `slot` (its core calls:
-    /// bytes, wake, kick, timeout, close) so that a panic in it closes that
-    /// connection only, logged with its client id, and the worker lives on.
-    ///
-    /// `AssertUnwindSafe`: what a panic can leave half-done is (1) this
-    /// connection's `Conn` and core `Connection`, which are dropped right away;
-    /// (2) the shared `Broker`, whose locks are parking_lot's (released on
-    /// unwind, never poisoned), so at worst this client's own entries (its
-    /// session, subscriptions) are inconsistent, and its session is detached
-    /// by the close that follows; (3) the worker's `Output`, whose bytes for
-    /// this connection are discarded (possibly a half-encoded packet) while its
-    /// wakes, kicks and resumes, which name other connections, still go out (a
-    /// wake with nothing to deliver is harmless, a lost resume is not).
-    fn isolated(&mut self, slot: usize, now: Instant, f: impl FnOnce(&mut Worker)) {
-        let serial = self.serial_at(slot);
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(self))) {
-            self.after_panic(slot, serial, now, &*panic);
-        }
-    }
-
-    fn after_panic(
-        &mut self,
-        slot: usize,
-        serial: Option<u64>,
-        now: Instant,
-        panic: &(dyn Any + Send),
-    ) {
-        let what = panic_message(panic);
-        self.out.transmit.clear();
-        self.out.close = false;
-        self.out.pause = false;
-        self.router.route(&mut self.out);
-        match self.conns.get_mut(slot) {
-            Some(c) if serial == Some(c.core.conn_ref().serial) => {
-                let peer = c.stream.peer_addr().ok();
-                tracing::error!(
-                    client = %c.core.client_id(),
-                    ?peer,
-                    worker = self.id,
-                    "closing connection: panic while handling it: {what}"
-                );
-                c.discard_out();
-                self.remove(slot, now);
-            }
-            _ => tracing::error!(
-                worker = self.id,
-                "panic while handling a connection already gone: {what}"
-            ),
-        }
     }
 
     fn serial_at(&self, slot: usize) -> Option<u64> {
@@ -551,94 +435,6 @@ impl Worker {
         }
     }
 
-    /// A closing connection's output is flushed: shut its write side (the
-    /// client reads everything, then EOF) and drain its input, so the close
-    /// that follows sends a FIN rather than a RST (see `Conn::draining`).
-    fn half_close(&mut self, slot: usize, now: Instant) {
-        let Some(c) = self.conns.get_mut(slot) else {
-            return;
-        };
-        if c.draining {
-            return;
-        }
-        let serial = c.core.conn_ref().serial;
-        if c.half_close().is_err() {
-            return self.remove(slot, now); // already reset by the peer
-        }
-        self.lingering.retain(|l| l.slot != slot);
-        self.lingering.push(Linger {
-            slot,
-            serial,
-            deadline: now + DRAIN_FOR,
-            drained: 0,
-        });
-        self.due_at(now + DRAIN_FOR);
-        // The client may have closed already, its FIN's edge consumed.
-        self.drain(slot, now);
-    }
-
-    /// Discards a draining connection's input; closes it at the client's EOF
-    /// or beyond `DRAIN_MAX` (the deadline is the sweep's).
-    fn drain(&mut self, slot: usize, now: Instant) {
-        let Some(c) = self.conns.get_mut(slot) else {
-            return;
-        };
-        let serial = c.core.conn_ref().serial;
-        let Some(l) = self
-            .lingering
-            .iter_mut()
-            .find(|l| l.slot == slot && l.serial == serial)
-        else {
-            return self.remove(slot, now);
-        };
-        match c.drain_input(&mut self.read_buf, DRAIN_MAX.saturating_sub(l.drained)) {
-            Drain::Done => self.remove(slot, now),
-            Drain::Pending(n) => {
-                l.drained += n;
-                if l.drained >= DRAIN_MAX {
-                    tracing::debug!("closing a draining connection: the client kept writing");
-                    self.remove(slot, now);
-                }
-            }
-        }
-    }
-
-    /// The socket failed: the core sees an abnormal close (will published).
-    fn fail(&mut self, slot: usize, now: Instant) {
-        if let Some(c) = self.conns.get_mut(slot) {
-            c.discard_out();
-            self.remove(slot, now);
-        }
-    }
-
-    fn remove(&mut self, slot: usize, now: Instant) {
-        let Some(mut c) = self.conns.try_remove(slot) else {
-            return;
-        };
-        self.paused.remove(&slot);
-        self.lingering.retain(|l| l.slot != slot);
-        if !c.core.is_closed() {
-            // After a panic in this connection's handling its state may be
-            // what panicked: the close is isolated too, and the socket goes
-            // regardless (see `isolated`).
-            let (broker, out) = (&self.broker, &mut self.out);
-            let closed = catch_unwind(AssertUnwindSafe(|| c.core.handle_close(broker, now, out)));
-            if let Err(panic) = closed {
-                tracing::error!(
-                    client = %c.core.client_id(),
-                    "panic while closing a connection (its session may stay attached): {}",
-                    panic_message(&*panic)
-                );
-            }
-        }
-        self.out.transmit.clear();
-        self.out.close = false;
-        self.router.route(&mut self.out);
-        let _ = self.registry.deregister(&mut c.stream);
-        self.shared.live.fetch_sub(1, Ordering::Relaxed);
-        // Dropping `c` closes the socket.
-    }
-
     /// Wakes and kicks for this worker's own connections.
     fn run_local(&mut self, now: Instant) {
         while let Some((r, ev)) = self.router.local.pop_front() {
@@ -690,82 +486,6 @@ impl Worker {
         }
     }
 
-    fn timers(&mut self, now: Instant) {
-        if self.id == 0 && now >= self.broker.poll_timeout() {
-            let (broker, out) = (&self.broker, &mut self.out);
-            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| broker.handle_timeout(now, out))) {
-                tracing::error!("panic in the broker's timer: {}", panic_message(&*panic));
-            }
-            self.out.transmit.clear();
-            self.out.close = false;
-            self.router.route(&mut self.out);
-            self.run_local(now);
-        }
-        if now < self.next_sweep {
-            return;
-        }
-        // Re-plan from scratch: every deadline still ahead lowers next_sweep
-        // again below (handled ones via `after`).
-        self.last_sweep = now;
-        self.next_sweep = now + IDLE_SWEEP;
-        let mut due = Vec::new();
-        let mut ahead = None::<Instant>;
-        for (slot, c) in self.conns.iter() {
-            match c.core.poll_timeout(&self.broker) {
-                Some(t) if t <= now && !c.closing => due.push(slot),
-                Some(t) => ahead = Some(ahead.map_or(t, |a| a.min(t))),
-                None => {}
-            }
-        }
-        if let Some(t) = ahead {
-            self.due_at(t);
-        }
-        for slot in due {
-            self.isolated(slot, now, |w| {
-                if let Some(c) = w.conns.get_mut(slot) {
-                    c.core.handle_timeout(&w.broker, now, &mut w.out);
-                    w.after(slot, now);
-                }
-            });
-            self.run_local(now);
-        }
-        // Paused publishers whose subscriber stopped moving: read again (the
-        // core no longer pauses for a stalled subscriber; it drops instead).
-        let stall = self.broker.config.publisher_stall;
-        let stalled: Vec<usize> = self
-            .paused
-            .iter()
-            .filter(|(_, &since)| now.saturating_duration_since(since) >= stall)
-            .map(|(&slot, _)| slot)
-            .collect();
-        for slot in stalled {
-            // No accept runs here, so a slot still names the same connection
-            // (or none: `resume` then does nothing).
-            self.isolated(slot, now, |w| w.resume(slot, now));
-            self.run_local(now);
-        }
-        let still_paused = self.paused.values().map(|&since| since + stall).min();
-        let mut expired = Vec::new();
-        self.lingering.retain(|l| {
-            let live = self
-                .conns
-                .get(l.slot)
-                .is_some_and(|c| c.core.conn_ref().serial == l.serial);
-            if live && l.deadline <= now {
-                expired.push(l.slot);
-            }
-            live && l.deadline > now
-        });
-        for slot in expired {
-            tracing::debug!("dropping a closing connection that did not flush or drain in time");
-            self.fail(slot, now);
-        }
-        let lingering = self.lingering.iter().map(|l| l.deadline).min();
-        for t in [still_paused, lingering].into_iter().flatten() {
-            self.due_at(t);
-        }
-    }
-
     /// SIGINT/SIGTERM: every connection is told and closed; the loop ends once
     /// they are flushed or after LINGER.
     fn shutdown(&mut self, now: Instant) {
@@ -789,15 +509,4 @@ impl Worker {
 /// Locks a worker's state; a panic in another holder does not stop this one.
 fn lock(cell: &Mutex<Worker>) -> MutexGuard<'_, Worker> {
     cell.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The message of a panic payload (`panic!` with a literal or a format string).
-fn panic_message(panic: &(dyn Any + Send)) -> &str {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        s
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s
-    } else {
-        "(no message)"
-    }
 }

@@ -207,7 +207,10 @@ fn item16_v5_client_still_writing_reads_the_disconnect_reason() {
         // with "connection reset", and a client that stops there never reads the DISCONNECT.
         // Half-closed and drained, the socket takes them.
         for (i, id) in (6..=261u16).enumerate() {
-            if let Err(e) = c.stream.write_all(&hostile::publish(v, b"item16", &payload, 2, id)) {
+            if let Err(e) = c
+                .stream
+                .write_all(&hostile::publish(v, b"item16", &payload, 2, id))
+            {
                 panic!("round {round}: write {i} after the broker's DISCONNECT failed: {e}");
             }
         }
