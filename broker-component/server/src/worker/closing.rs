@@ -14,7 +14,7 @@ use crate::conn::Drain;
 /// before the socket is closed: long enough for a client that is still
 /// writing to read the DISCONNECT, short and small enough that a client which
 /// never stops costs little.
-pub(super) const DRAIN_FOR: Duration = Duration::from_secs(1);
+pub(super) const DRAIN_FOR: Duration = Duration::from_secs(2);
 pub(super) const DRAIN_MAX: usize = 1024 * 1024;
 
 /// A closing connection still flushing its output, or draining its input.
