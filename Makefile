@@ -49,13 +49,20 @@ fmt-check:
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p musqratt --all-targets --features fault-injection -- -D warnings
+
+# The panic isolation test needs a broker built with the `fault-injection` feature (a debug build,
+# for that test only; it runs that binary, not $(MUSQRATT_BIN)).
+FAULT_TEST := -p musqratt --features fault-injection --test hardening_runtime_panic
 
 cargo-test: release
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
+	$(CARGO) nextest run $(FAULT_TEST) --no-fail-fast
 else
 	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) test $(FAULT_TEST) --no-fail-fast
 endif
 
 pytest: release

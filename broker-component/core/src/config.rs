@@ -46,8 +46,24 @@ pub struct BrokerConfig {
     pub topic_alias_maximum: u16,
     /// How often `$SYS` topics are republished.
     pub sys_interval: Duration,
-    /// A connection that sends no CONNECT within this time is closed.
+    /// A connection that sends no CONNECT within this time is closed
+    /// (`limits.connect_timeout_secs`, default 10 s). It also bounds how long a
+    /// partial CONNECT may take to arrive.
     pub connect_timeout: Duration,
+    /// Largest CONNECT accepted (whole packet, bytes; `limits.max_connect_size`,
+    /// default 1 MiB, and never more than `max_packet_size`). Before CONNECT
+    /// nothing is known about the client, so its first packet is bounded on its
+    /// fixed header, before its body is buffered. 1 MiB holds any CONNECT whose
+    /// five length-prefixed fields (client id, will topic, will payload, user
+    /// name, password) are at their 64 KiB maximum (~320 KiB) plus ~700 KiB of
+    /// CONNECT and will properties.
+    pub max_connect_size: u32,
+    /// A packet whose first byte has arrived must be complete within this time
+    /// (`limits.packet_timeout_secs`, default 60 s; zero: no bound), else the
+    /// connection is closed. Without it a client with keep-alive 0 could
+    /// trickle one packet forever and pin its partial bytes. Generous: 60 s
+    /// carries a 256 KiB message over a 50 kbit/s cellular link.
+    pub packet_timeout: Duration,
     /// Version string published in `$SYS/broker/version`.
     pub version: String,
 }
@@ -98,6 +114,8 @@ impl Default for BrokerConfig {
             max_publisher_pause: Duration::from_millis(50),
             sys_interval: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            max_connect_size: 1024 * 1024,
+            packet_timeout: Duration::from_secs(60),
             version: format!("musqratt {}", env!("CARGO_PKG_VERSION")),
         }
     }

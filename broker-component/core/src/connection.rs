@@ -92,7 +92,17 @@ pub struct Connection {
     pub(crate) client_max_packet: u32,
     pub(crate) client_alias_max: u16,
     pub(crate) aliases: Option<Box<TopicAliases>>,
+    /// When the first bytes of a packet that is still incomplete arrived (the
+    /// packet timeout runs from here): whole seconds after `created`, plus one;
+    /// 0 between packets. Not an `Option<Instant>`: 4 bytes that fit in this
+    /// struct's padding instead of 16 more in every idle connection, and the
+    /// transport looks at deadlines only once a second anyway.
+    pub(crate) partial_since: u32,
 }
+
+/// The first byte of a CONNECT (type 1, flags 0, §3.1.1): the only one a new
+/// connection may start with.
+const CONNECT_FIRST_BYTE: u8 = 0x10;
 
 impl Connection {
     pub fn new(conn_ref: ConnRef, now: Instant) -> Connection {
@@ -112,6 +122,7 @@ impl Connection {
             client_max_packet: u32::MAX,
             client_alias_max: 0,
             aliases: None,
+            partial_since: 0,
         }
     }
 
@@ -129,6 +140,12 @@ impl Connection {
 
     /// Feeds received bytes. Returns how many were consumed: the transport keeps
     /// the rest (a partial packet) and passes it again, extended, next time.
+    ///
+    /// Before CONNECT the client is unknown, so its first packet is checked as
+    /// early as possible: on its first byte (it must be CONNECT, 0x10) and on
+    /// its fixed header (at most `max_connect_size`), before the transport
+    /// buffers its body. A packet left incomplete starts the packet timeout
+    /// (see [`poll_timeout`](Self::poll_timeout)).
     pub fn handle_bytes(
         &mut self,
         broker: &Broker,
@@ -136,19 +153,43 @@ impl Connection {
         now: Instant,
         out: &mut Output,
     ) -> usize {
+        if self.state == State::AwaitConnect {
+            if let Some(&first) = buf.first() {
+                if first != CONNECT_FIRST_BYTE {
+                    tracing::warn!(
+                        "closing connection: first packet is not CONNECT (first byte 0x{first:02X})"
+                    );
+                    self.close(broker, now, out, false);
+                    return buf.len();
+                }
+            }
+        }
         let mut used = 0;
+        let mut incomplete = false;
         while self.state != State::Closed && used < buf.len() && !out.pause {
             let rest = &buf[used..];
-            let version = match self.state {
-                State::AwaitConnect => decode_connect_version(rest).unwrap_or(self.version),
-                _ => self.version,
+            let (version, max_size) = match self.state {
+                State::AwaitConnect => (
+                    decode_connect_version(rest).unwrap_or(self.version),
+                    broker
+                        .config
+                        .max_connect_size
+                        .min(broker.config.max_packet_size),
+                ),
+                _ => (self.version, broker.config.max_packet_size),
             };
-            match decode(rest, version, broker.config.max_packet_size) {
-                Ok(None) => break,
+            match decode(rest, version, max_size) {
+                Ok(None) => {
+                    incomplete = true;
+                    break;
+                }
                 Ok(Some((packet, n))) => {
                     used += n;
                     broker.metrics.bytes_received.add(n as u64);
                     self.last_rx = now;
+                    self.partial_since = 0;
+                    #[cfg(feature = "fault-injection")]
+                    crate::fault::on_packet(&packet);
                     self.handle_packet(broker, packet, now, out);
                 }
                 Err(e) => {
@@ -158,11 +199,32 @@ impl Connection {
                     {
                         tracing::warn!("closing connection: CONNECT with {}", e);
                         self.refuse(broker, e.reason, now, out);
+                    } else if self.state == State::AwaitConnect
+                        && e.reason == ReasonCode::PACKET_TOO_LARGE
+                    {
+                        tracing::warn!(
+                            "closing connection: first packet larger than limits.max_connect_size \
+                             ({}): {}",
+                            max_size,
+                            e.message
+                        );
+                        self.close(broker, now, out, false);
                     } else {
                         self.protocol_violation(broker, e.reason, &e.message, now, out);
                     }
                 }
             }
+        }
+        // The packet timeout runs from the first byte of a packet that did not
+        // complete in one read. Bytes left over by a flow-control pause are not
+        // the client's delay: the timer starts again when they are read.
+        if incomplete && self.state != State::Closed {
+            if self.partial_since == 0 {
+                let secs = now.saturating_duration_since(self.created).as_secs();
+                self.partial_since = u32::try_from(secs).unwrap_or(u32::MAX - 1) + 1;
+            }
+        } else {
+            self.partial_since = 0;
         }
         self.drain_self_wake(broker, now, out);
         used
@@ -215,6 +277,8 @@ impl Connection {
         if self.state != State::Connected {
             return;
         }
+        #[cfg(feature = "fault-injection")]
+        crate::fault::on_wake(&self.client_id);
         if let Some(session) = self.session.clone() {
             let mut s = session.lock();
             if s.conn != Some(self.conn_ref) {
@@ -254,13 +318,29 @@ impl Connection {
     /// When [`handle_timeout`](Self::handle_timeout) next has work to do.
     pub fn poll_timeout(&self, broker: &Broker) -> Option<Instant> {
         match self.state {
+            // The connect timeout also bounds a partial CONNECT.
             State::AwaitConnect => Some(self.created + broker.config.connect_timeout),
-            State::Connected if self.keep_alive > 0 => {
+            State::Connected => {
                 // §3.1.2.10: one and a half times the keep-alive.
-                Some(self.last_rx + Duration::from_millis(u64::from(self.keep_alive) * 1500))
+                let keep_alive = (self.keep_alive > 0).then(|| {
+                    self.last_rx + Duration::from_millis(u64::from(self.keep_alive) * 1500)
+                });
+                match (keep_alive, self.packet_deadline(broker)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             }
-            _ => None,
+            State::Closed => None,
         }
+    }
+
+    /// When the packet that has started arriving must be complete.
+    fn packet_deadline(&self, broker: &Broker) -> Option<Instant> {
+        if broker.config.packet_timeout.is_zero() {
+            return None;
+        }
+        let since = self.partial_since.checked_sub(1)?;
+        Some(self.created + Duration::from_secs(u64::from(since)) + broker.config.packet_timeout)
     }
 
     /// Enforces the CONNECT timeout and keep-alive.
@@ -275,6 +355,16 @@ impl Connection {
             State::AwaitConnect => {
                 tracing::info!("closing connection: no CONNECT within the connect timeout");
                 self.close(broker, now, out, false);
+            }
+            State::Connected if self.packet_deadline(broker).is_some_and(|d| d <= now) => {
+                // Keep-alive is the closest reason code: no complete packet came in time.
+                tracing::warn!(
+                    client = %self.client_id,
+                    timeout_secs = broker.config.packet_timeout.as_secs(),
+                    "closing connection: a packet did not complete within limits.packet_timeout_secs"
+                );
+                self.send_disconnect(broker, ReasonCode::KEEP_ALIVE_TIMEOUT, out);
+                self.close(broker, now, out, true);
             }
             State::Connected => {
                 tracing::info!(client = %self.client_id, keep_alive = self.keep_alive, "closing connection: keep-alive timeout");

@@ -38,6 +38,8 @@ pub mod metrics;
 pub mod session;
 
 mod deliver;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 mod handle_ack;
 mod handle_connect;
 mod handle_disconnect;

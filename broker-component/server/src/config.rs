@@ -496,6 +496,9 @@ impl Cx<'_> {
             "max_publisher_pause_ms",
             "max_memory_mb",
             "max_topic_levels",
+            "connect_timeout_secs",
+            "max_connect_size",
+            "packet_timeout_secs",
         ];
         for (k, v) in entries(self.table(key, item, "limits")?) {
             match k.get() {
@@ -548,6 +551,22 @@ impl Cx<'_> {
                             "a global memory cap (max_memory_mb other than 0)",
                         ));
                     }
+                }
+                "connect_timeout_secs" => {
+                    // At least a second: the worker looks at deadlines once a second.
+                    let secs = self.int(k, v, "limits.connect_timeout_secs", 1..=86_400)?;
+                    s.broker.connect_timeout = std::time::Duration::from_secs(secs as u64)
+                }
+                "max_connect_size" => {
+                    // Smallest useful: a CONNECT with an empty client id is 14 bytes.
+                    let max = i64::from(musqratt_codec::MAX_REMAINING_LENGTH as u32);
+                    s.broker.max_connect_size =
+                        self.int(k, v, "limits.max_connect_size", 16..=max)? as u32
+                }
+                "packet_timeout_secs" => {
+                    // 0 = no bound (a partial packet waits for keep-alive, if any).
+                    let secs = self.int(k, v, "limits.packet_timeout_secs", 0..=86_400)?;
+                    s.broker.packet_timeout = std::time::Duration::from_secs(secs as u64)
                 }
                 other => return Err(self.unknown(k, &format!("limits.{other}"), KNOWN)),
             }

@@ -8,6 +8,7 @@
 //! refuses is copied into `pending_out`. See docs/architecture.md.
 
 use std::io::{self, Read, Write};
+use std::net::Shutdown;
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
@@ -40,6 +41,20 @@ pub struct Conn {
     /// `BrokerConfig::publisher_stall` (the worker keeps the time, so an idle
     /// connection does not pay for it).
     pub paused: bool,
+    /// Closed for writing (FIN sent after the last bytes): the client's input
+    /// is read and discarded until it closes too, or the drain's bound passes.
+    /// Closing a socket that has unread input sends a RST, which makes the
+    /// client's kernel drop the bytes it has not delivered yet — the
+    /// DISCONNECT that says why.
+    pub draining: bool,
+}
+
+/// What draining a half-closed connection found.
+pub enum Drain {
+    /// The client closed its side (or the socket failed): drop the connection.
+    Done,
+    /// Nothing more to read for now; `n` bytes were discarded.
+    Pending(usize),
 }
 
 /// What a read attempt found.
@@ -67,6 +82,7 @@ impl Conn {
             wake_deferred: false,
             read_paused: false,
             paused: false,
+            draining: false,
         }
     }
 
@@ -156,6 +172,29 @@ impl Conn {
         };
         transmit.clear();
         result
+    }
+
+    /// Sends FIN after the bytes already written (the connection is closing
+    /// and its output has drained); from now on its input is only discarded.
+    pub fn half_close(&mut self) -> io::Result<()> {
+        self.draining = true;
+        self.stream.shutdown(Shutdown::Write)
+    }
+
+    /// Reads and discards the client's input (see `draining`) until the socket
+    /// would block, or `budget` bytes were discarded.
+    pub fn drain_input(&mut self, buf: &mut [u8], budget: usize) -> Drain {
+        let mut n = 0;
+        while n < budget {
+            match self.stream.read(buf) {
+                Ok(0) => return Drain::Done,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drain::Pending(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Drain::Done,
+            }
+        }
+        Drain::Pending(n)
     }
 
     /// Writes pending bytes after WRITABLE; frees the buffer once empty.

@@ -8,8 +8,9 @@
 //! other workers are collected and handed over once per loop iteration.
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -20,6 +21,13 @@ use slab::Slab;
 use crate::conn::{Conn, ReadOutcome};
 use crate::inbox::{Msg, Shared};
 use crate::sched::SchedControl;
+
+mod closing;
+mod handover;
+mod timers;
+
+use closing::{panic_message, Linger};
+use handover::hand_over;
 
 /// The waker's token; connection tokens are slab slots.
 pub const WAKER: Token = Token(usize::MAX);
@@ -90,39 +98,6 @@ impl Router {
     }
 }
 
-/// Hands a batch of wakes, kicks and resumes to worker `target`.
-///
-/// If the target is asleep in `epoll_wait` (its state unlocked), the calling
-/// thread does the work itself: it runs the target's connections' handlers and
-/// writes their sockets directly. Waking a sleeping thread on another core
-/// costs tens of microseconds on these machines, which is most of a
-/// cross-worker delivery's latency; a thread that is already running pays
-/// none of it. When the target is busy, the batch goes through its inbox.
-fn hand_over(shared: &Shared, target: usize, batch: &mut Vec<Msg>) {
-    if batch.is_empty() {
-        return;
-    }
-    let inbox = &shared.inboxes[target];
-    let Some(cell) = inbox.worker.get().and_then(Weak::upgrade) else {
-        return inbox.deliver(batch);
-    };
-    let Ok(mut w) = cell.try_lock() else {
-        return inbox.deliver(batch);
-    };
-    let now = Instant::now();
-    for msg in batch.drain(..) {
-        w.on_msg(msg, now);
-    }
-    w.run_local(now);
-    // What that produced for other workers goes by inbox (never recursively).
-    for (t, outbox) in w.router.outboxes.iter_mut().enumerate() {
-        shared.inboxes[t].deliver(outbox);
-    }
-    if !w.unfinished.is_empty() {
-        inbox.wake(); // its poll timeout must become zero
-    }
-}
-
 pub struct Worker {
     id: u32,
     registry: Registry,
@@ -140,8 +115,8 @@ pub struct Worker {
     /// connections with `Conn::paused` set (see `track_pause`, `resume`,
     /// `remove`), so the stall check does not scan every connection.
     paused: HashMap<usize, Instant>,
-    /// Closing connections still flushing, with their deadline.
-    lingering: Vec<(usize, u64, Instant)>,
+    /// Closing connections still flushing or draining, with their deadline.
+    lingering: Vec<Linger>,
     /// When the deadlines were last looked at, and when next (the earliest
     /// known deadline, but not sooner than SWEEP_EVERY after the last look).
     last_sweep: Instant,
@@ -201,8 +176,24 @@ impl Worker {
                     return;
                 }
             }
-            if !lock(&cell).iterate(&events, &mut inbox) {
-                return;
+            // Each connection's handling is isolated (`isolated`); this is the
+            // last guard, for a panic in the worker's own bookkeeping: a dead
+            // worker would hang all of its clients and keep getting new ones.
+            // What it leaves: per-connection state is updated one connection
+            // at a time, and every list the loop keeps (unfinished, lingering,
+            // paused) is checked against the connection's serial when used.
+            match catch_unwind(AssertUnwindSafe(|| {
+                lock(&cell).iterate(&events, &mut inbox)
+            })) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(panic) => {
+                    tracing::error!(
+                        worker = id,
+                        "panic in the worker loop, outside a connection's handling: {}",
+                        panic_message(&*panic)
+                    );
+                }
             }
             if !events.is_empty() {
                 sched.after_events(Instant::now());
@@ -231,12 +222,13 @@ impl Worker {
             } else {
                 ReadMode::No
             };
-            self.on_ready(ev.token().0, read, ev.is_writable(), now);
+            let (slot, writable) = (ev.token().0, ev.is_writable());
+            self.isolated(slot, now, |w| w.on_ready(slot, read, writable, now));
             self.run_local(now);
         }
         for (slot, serial) in std::mem::take(&mut self.unfinished) {
             if self.serial_at(slot) == Some(serial) {
-                self.on_ready(slot, ReadMode::Drain, false, now);
+                self.isolated(slot, now, |w| w.on_ready(slot, ReadMode::Drain, false, now));
                 self.run_local(now);
             }
         }
@@ -256,6 +248,11 @@ impl Worker {
         if !self.unfinished.is_empty() {
             return Duration::ZERO;
         }
+        self.next_deadline().saturating_duration_since(now)
+    }
+
+    /// When the worker must next look at its timers.
+    fn next_deadline(&self) -> Instant {
         let mut next = self.next_sweep;
         if self.id == 0 {
             next = next.min(self.broker.poll_timeout());
@@ -263,7 +260,7 @@ impl Worker {
         if let Some(d) = self.shutdown_deadline {
             next = next.min(d);
         }
-        next.saturating_duration_since(now)
+        next
     }
 
     fn serial_at(&self, slot: usize) -> Option<u64> {
@@ -321,6 +318,12 @@ impl Worker {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
+        if c.draining {
+            if read != ReadMode::No {
+                self.drain(slot, now);
+            }
+            return;
+        }
         let mut paused = false;
         if writable && !c.out_idle() {
             if let Err(e) = c.flush() {
@@ -410,11 +413,20 @@ impl Worker {
             tracing::debug!("write error: {e}");
             self.fail(slot, now);
         } else if c.closing {
+            let serial = c.core.conn_ref().serial;
             if c.out_idle() {
-                self.remove(slot, now);
-            } else if !self.lingering.iter().any(|l| l.0 == slot) {
-                let serial = c.core.conn_ref().serial;
-                self.lingering.push((slot, serial, now + LINGER));
+                self.half_close(slot, now);
+            } else if !self
+                .lingering
+                .iter()
+                .any(|l| l.slot == slot && l.serial == serial)
+            {
+                self.lingering.push(Linger {
+                    slot,
+                    serial,
+                    deadline: now + LINGER,
+                    drained: 0,
+                });
                 self.due_at(now + LINGER);
             }
         }
@@ -423,52 +435,32 @@ impl Worker {
         }
     }
 
-    /// The socket failed: the core sees an abnormal close (will published).
-    fn fail(&mut self, slot: usize, now: Instant) {
-        if let Some(c) = self.conns.get_mut(slot) {
-            c.discard_out();
-            self.remove(slot, now);
-        }
-    }
-
-    fn remove(&mut self, slot: usize, now: Instant) {
-        let mut c = self.conns.remove(slot);
-        self.paused.remove(&slot);
-        if !c.core.is_closed() {
-            c.core.handle_close(&self.broker, now, &mut self.out);
-        }
-        self.out.transmit.clear();
-        self.out.close = false;
-        self.router.route(&mut self.out);
-        let _ = self.registry.deregister(&mut c.stream);
-        self.shared.live.fetch_sub(1, Ordering::Relaxed);
-        // Dropping `c` closes the socket.
-    }
-
     /// Wakes and kicks for this worker's own connections.
     fn run_local(&mut self, now: Instant) {
         while let Some((r, ev)) = self.router.local.pop_front() {
             let slot = r.slot as usize;
-            let Some(c) = self.conns.get_mut(slot) else {
-                continue;
-            };
-            if c.core.conn_ref() != r {
-                continue; // the slot now holds another connection
-            }
-            match ev {
-                Event::Wake if !c.out_idle() => {
-                    c.wake_deferred = true;
-                    continue;
-                }
-                Event::Wake => c.core.handle_wake(&self.broker, now, &mut self.out),
-                Event::Kick => c.core.handle_kick(&self.broker, now, &mut self.out),
-                Event::Resume => {
-                    self.resume(slot, now);
-                    continue;
-                }
-            }
-            self.after(slot, now);
+            self.isolated(slot, now, |w| w.local_event(r, ev, now));
         }
+    }
+
+    fn local_event(&mut self, r: ConnRef, ev: Event, now: Instant) {
+        let slot = r.slot as usize;
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.core.conn_ref() != r {
+            return; // the slot now holds another connection
+        }
+        match ev {
+            Event::Wake if !c.out_idle() => {
+                c.wake_deferred = true;
+                return;
+            }
+            Event::Wake => c.core.handle_wake(&self.broker, now, &mut self.out),
+            Event::Kick => c.core.handle_kick(&self.broker, now, &mut self.out),
+            Event::Resume => return self.resume(slot, now),
+        }
+        self.after(slot, now);
     }
 
     /// Lets a paused publisher read again: first the bytes it kept, then the
@@ -494,77 +486,6 @@ impl Worker {
         }
     }
 
-    fn timers(&mut self, now: Instant) {
-        if self.id == 0 && now >= self.broker.poll_timeout() {
-            self.broker.handle_timeout(now, &mut self.out);
-            self.out.transmit.clear();
-            self.out.close = false;
-            self.router.route(&mut self.out);
-            self.run_local(now);
-        }
-        if now < self.next_sweep {
-            return;
-        }
-        // Re-plan from scratch: every deadline still ahead lowers next_sweep
-        // again below (handled ones via `after`).
-        self.last_sweep = now;
-        self.next_sweep = now + IDLE_SWEEP;
-        let mut due = Vec::new();
-        let mut ahead = None::<Instant>;
-        for (slot, c) in self.conns.iter() {
-            match c.core.poll_timeout(&self.broker) {
-                Some(t) if t <= now && !c.closing => due.push(slot),
-                Some(t) => ahead = Some(ahead.map_or(t, |a| a.min(t))),
-                None => {}
-            }
-        }
-        if let Some(t) = ahead {
-            self.due_at(t);
-        }
-        for slot in due {
-            if let Some(c) = self.conns.get_mut(slot) {
-                c.core.handle_timeout(&self.broker, now, &mut self.out);
-                self.after(slot, now);
-                self.run_local(now);
-            }
-        }
-        // Paused publishers whose subscriber stopped moving: read again (the
-        // core no longer pauses for a stalled subscriber; it drops instead).
-        let stall = self.broker.config.publisher_stall;
-        let stalled: Vec<usize> = self
-            .paused
-            .iter()
-            .filter(|(_, &since)| now.saturating_duration_since(since) >= stall)
-            .map(|(&slot, _)| slot)
-            .collect();
-        for slot in stalled {
-            // No accept runs here, so a slot still names the same connection
-            // (or none: `resume` then does nothing).
-            self.resume(slot, now);
-            self.run_local(now);
-        }
-        let still_paused = self.paused.values().map(|&since| since + stall).min();
-        let mut expired = Vec::new();
-        self.lingering.retain(|&(slot, serial, deadline)| {
-            let live = self
-                .conns
-                .get(slot)
-                .is_some_and(|c| c.core.conn_ref().serial == serial);
-            if live && deadline <= now {
-                expired.push(slot);
-            }
-            live && deadline > now
-        });
-        for slot in expired {
-            tracing::debug!("dropping a closing connection that did not drain in time");
-            self.fail(slot, now);
-        }
-        let lingering = self.lingering.iter().map(|l| l.2).min();
-        for t in [still_paused, lingering].into_iter().flatten() {
-            self.due_at(t);
-        }
-    }
-
     /// SIGINT/SIGTERM: every connection is told and closed; the loop ends once
     /// they are flushed or after LINGER.
     fn shutdown(&mut self, now: Instant) {
@@ -574,10 +495,12 @@ impl Worker {
         self.shutdown_deadline = Some(now + LINGER);
         let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
-            if let Some(c) = self.conns.get_mut(slot) {
-                c.core.handle_shutdown(&self.broker, now, &mut self.out);
-                self.after(slot, now);
-            }
+            self.isolated(slot, now, |w| {
+                if let Some(c) = w.conns.get_mut(slot) {
+                    c.core.handle_shutdown(&w.broker, now, &mut w.out);
+                    w.after(slot, now);
+                }
+            });
         }
         self.run_local(now);
     }

@@ -1,8 +1,10 @@
 //! Helpers shared by MusQraTT's integration tests.
 //!
-//! - [`Broker`]: runs the `musqratt` binary on a free loopback port (`serve --in-memory`),
+//! - [`Broker`]: runs the `musqratt` binary on a loopback port the OS chooses
+//!   (`serve --listen 127.0.0.1:0 --in-memory`, the port read from its `listening on` log line),
 //!   captures its log lines and kills it on drop.
-//! - [`Mosquitto`]: runs Debian's `/usr/sbin/mosquitto` as a peer broker on a free port.
+//! - [`Mosquitto`]: runs Debian's `/usr/sbin/mosquitto` as a peer broker on a free port (retried
+//!   on another port if that one was taken in the meantime).
 //! - [`mosquitto_pub`] / [`Sub`]: the Mosquitto command line clients, with timeouts.
 //! - [`raw`]: a tiny hand-rolled MQTT client over a `TcpStream` for malformed-input tests. It does
 //!   not use the codec crate on purpose: the tests stay independent from the implementation.
@@ -21,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// How long a broker or a peer gets to come up.
@@ -29,7 +31,9 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default wait for something that should happen (a message, a close).
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// A free TCP port on 127.0.0.1 (bind port 0, read it, release it).
+/// A free TCP port on 127.0.0.1 (bind port 0, read it, release it). Racy: another process may
+/// take it before it is used, so a caller that binds it must retry on failure (as
+/// [`Mosquitto::start`] does); [`Broker`] does not use it (the broker binds port 0 itself).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
@@ -72,8 +76,9 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
 pub struct Lines(Arc<(Mutex<Vec<String>>, Condvar)>);
 
 impl Lines {
-    /// Start a thread that appends every line of `r` (lossy UTF-8).
-    pub fn collect<R: Read + Send + 'static>(&self, r: R) {
+    /// Start a thread that appends every line of `r` (lossy UTF-8). Joining it waits for `r`'s
+    /// end (a child's exit closes its pipes): then every line it wrote is here.
+    pub fn collect<R: Read + Send + 'static>(&self, r: R) -> JoinHandle<()> {
         let me = self.clone();
         thread::spawn(move || {
             let mut r = BufReader::new(r);
@@ -90,7 +95,7 @@ impl Lines {
                 m.lock().unwrap().push(line);
                 cv.notify_all();
             }
-        });
+        })
     }
 
     /// A copy of all lines so far.
@@ -132,7 +137,7 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// `musqratt serve --listen 127.0.0.1:PORT --in-memory` with the default binary.
+    /// `musqratt serve --listen 127.0.0.1:0 --in-memory` with the default binary.
     pub fn start() -> Broker {
         Self::start_with_args(&[])
     }
@@ -144,12 +149,20 @@ impl Broker {
 
     /// Start a given binary (unless `$MUSQRATT_BIN` overrides it, see [`broker_bin`]).
     pub fn start_bin(bin: &Path, args: &[&str]) -> Broker {
-        let bin = broker_bin(Some(bin));
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
+        Self::start_exact(&broker_bin(Some(bin)), args)
+    }
+
+    /// Start exactly this binary, whatever `$MUSQRATT_BIN` says (for a test that needs a binary
+    /// built with a feature, e.g. `fault-injection`).
+    ///
+    /// The broker binds port 0, so the OS picks a free port with no race; the port is read from
+    /// the log line `listening on mqtt://127.0.0.1:PORT`, which the broker prints once its workers
+    /// run.
+    pub fn start_exact(bin: &Path, args: &[&str]) -> Broker {
+        let bin = bin.to_path_buf();
         let mut child = Command::new(&bin)
             .arg("serve")
-            .args(["--listen", &listen, "--in-memory"])
+            .args(["--listen", "127.0.0.1:0", "--in-memory"])
             .args(args)
             .env(
                 "RUST_LOG",
@@ -161,19 +174,36 @@ impl Broker {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start broker {}: {e}", bin.display()));
         let logs = Lines::default();
-        logs.collect(child.stdout.take().unwrap());
-        logs.collect(child.stderr.take().unwrap());
-        let mut broker = Broker { child, port, logs };
-        let want = format!("listening on mqtt://{listen}");
+        let readers = [
+            logs.collect(child.stdout.take().unwrap()),
+            logs.collect(child.stderr.take().unwrap()),
+        ];
+        let mut broker = Broker {
+            child,
+            port: 0,
+            logs,
+        };
+        let want = "listening on mqtt://127.0.0.1:";
+        let port_in = |l: &String| -> Option<u16> {
+            let rest = &l[l.find(want)? + want.len()..];
+            let end = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            rest[..end].parse().ok()
+        };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
+            // Woken by every new line; the short timeout is only to notice an early exit.
             if broker.logs.wait_until(Duration::from_millis(100), |l| {
-                l.iter().any(|l| l.contains(&want))
+                l.iter().any(|l| port_in(l).is_some())
             }) {
+                broker.port = broker.logs.snapshot().iter().find_map(port_in).unwrap();
                 return broker;
             }
             if let Ok(Some(status)) = broker.child.try_wait() {
-                thread::sleep(Duration::from_millis(100)); // let the readers drain
+                for r in readers {
+                    let _ = r.join(); // every line the broker wrote, for the message below
+                }
                 panic!(
                     "broker {} exited ({status}) before printing `{want}`; output:\n{}",
                     bin.display(),
@@ -257,7 +287,23 @@ impl Mosquitto {
     }
 
     /// Same as [`Mosquitto::start`] with extra configuration lines appended.
+    ///
+    /// Mosquitto cannot bind port 0 and report it, so it gets a [`free_port`]; if another process
+    /// took that port in the meantime, Mosquitto exits at once and is started again on another.
     pub fn start_with_config(extra: &str) -> Mosquitto {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Self::try_start(extra) {
+                Ok(m) => return m,
+                Err(logs) if tries < 5 && logs.contains("Address already in use") => {}
+                Err(logs) => panic!("mosquitto did not start; output:\n{logs}"),
+            }
+        }
+    }
+
+    /// One attempt: `Err(its output)` if it exited or did not get ready in time.
+    fn try_start(extra: &str) -> Result<Mosquitto, String> {
         let dir = scratch_dir("mosquitto");
         let port = free_port();
         let conf = dir.join("mosquitto.conf");
@@ -283,29 +329,44 @@ impl Mosquitto {
                 )
             });
         let logs = Lines::default();
-        logs.collect(child.stdout.take().unwrap());
-        logs.collect(child.stderr.take().unwrap());
+        let readers = [
+            logs.collect(child.stdout.take().unwrap()),
+            logs.collect(child.stderr.take().unwrap()),
+        ];
+        // Ready once it says so: it logs `mosquitto version X running` after binding its listeners.
         let deadline = Instant::now() + START_TIMEOUT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "mosquitto exited ({status}); output:\n{}",
-                    logs.snapshot().join("\n")
-                );
+        loop {
+            // Woken by every new line; the short timeout is only to notice an early exit.
+            if logs.wait_until(Duration::from_millis(100), |l| {
+                l.iter().any(|l| l.contains(" running"))
+            }) && TcpStream::connect(("127.0.0.1", port)).is_ok()
+            {
+                break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on {port}:\n{}",
-                logs.snapshot().join("\n")
-            );
-            thread::sleep(Duration::from_millis(50));
+            if let Ok(Some(status)) = child.try_wait() {
+                for r in readers {
+                    let _ = r.join();
+                }
+                return Err(format!(
+                    "exited ({status}):\n{}",
+                    logs.snapshot().join("\n")
+                ));
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "did not listen on {port} within {START_TIMEOUT:?}:\n{}",
+                    logs.snapshot().join("\n")
+                ));
+            }
         }
-        Mosquitto {
+        Ok(Mosquitto {
             child,
             port,
             logs,
             _dir: dir,
-        }
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -350,16 +411,20 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let out = Lines::default();
     let err = Lines::default();
-    out.collect(child.stdout.take().unwrap());
-    err.collect(child.stderr.take().unwrap());
+    let readers = [
+        out.collect(child.stdout.take().unwrap()),
+        err.collect(child.stderr.take().unwrap()),
+    ];
     let status = wait_timeout(&mut child, timeout).unwrap_or_else(|| {
         panic!(
             "{cmd:?} did not finish within {timeout:?}; stderr:\n{}",
             err.snapshot().join("\n")
         )
     });
-    // The reader threads finish at EOF, right after the exit.
-    thread::sleep(Duration::from_millis(20));
+    // The reader threads finish at EOF, once the exited child's pipes are closed.
+    for r in readers {
+        let _ = r.join();
+    }
     let join = |l: &Lines| {
         l.snapshot()
             .iter()
@@ -404,6 +469,8 @@ pub struct Msg {
 pub struct Sub {
     child: Child,
     lines: Lines,
+    /// The stdout/stderr reader threads (joined once the process has exited).
+    readers: Vec<JoinHandle<()>>,
 }
 
 /// Output format of [`Sub`]: a marker, then topic, QoS, retain flag and payload, tab separated.
@@ -446,9 +513,15 @@ impl Sub {
             .spawn()
             .expect("run mosquitto_sub (scripts/install-deps.sh test)");
         let lines = Lines::default();
-        lines.collect(child.stdout.take().unwrap());
-        lines.collect(child.stderr.take().unwrap());
-        Sub { child, lines }
+        let readers = vec![
+            lines.collect(child.stdout.take().unwrap()),
+            lines.collect(child.stderr.take().unwrap()),
+        ];
+        Sub {
+            child,
+            lines,
+            readers,
+        }
     }
 
     fn parse(lines: &[String]) -> Vec<Msg> {
@@ -496,7 +569,10 @@ impl Sub {
     /// Wait for the process to exit by itself (e.g. `-C`/`-W`); kill it after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let s = wait_timeout(&mut self.child, timeout);
-        thread::sleep(Duration::from_millis(20));
+        // Exited (or killed): its pipes are closed, so the readers end with its last line.
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
         s
     }
 

@@ -266,6 +266,31 @@ pub fn read_varint(b: &[u8]) -> (usize, usize) {
     (v, 4)
 }
 
+/// CONNECT like [`connect`], with a given keep alive (0: none) and clean session / clean start.
+pub fn connect_with(v: Version, client_id: &str, keep_alive: u16, clean: bool) -> Vec<u8> {
+    let mut body = string(b"MQTT");
+    body.push(v.level());
+    body.push(if clean { 0x02 } else { 0x00 }); // connect flags
+    body.extend_from_slice(&keep_alive.to_be_bytes());
+    if v == Version::V5 {
+        body.push(0); // properties: none
+    }
+    body.extend(string(client_id.as_bytes()));
+    packet(0x10, &body)
+}
+
+impl Raw {
+    /// Open a connection, send `connect_bytes` (a CONNECT) and expect a successful CONNACK.
+    pub fn connect_bytes(port: u16, version: Version, connect_bytes: &[u8]) -> Raw {
+        let mut raw = Raw::tcp(port, version);
+        raw.send(connect_bytes);
+        let p = raw.expect_packet(super::WAIT);
+        assert_eq!(p.kind(), 2, "expected CONNACK, got {p:?}");
+        assert_eq!(p.body.get(1), Some(&0), "CONNACK refused: {p:?}");
+        raw
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

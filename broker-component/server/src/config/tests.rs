@@ -241,3 +241,48 @@ fn hardening_limits_have_their_defaults_and_ranges() {
         "musqratt.toml:2: key 'hold.max_total_mb': expected an integer 1..=1048576, found \"64\""
     );
 }
+
+#[test]
+fn pre_connect_and_packet_timeout_limits() {
+    let s = Settings::parse(
+        "f",
+        "[limits]\nconnect_timeout_secs = 3\nmax_connect_size = 4096\npacket_timeout_secs = 0\n",
+    )
+    .unwrap();
+    assert_eq!(s.broker.connect_timeout, std::time::Duration::from_secs(3));
+    assert_eq!(s.broker.max_connect_size, 4096);
+    assert_eq!(s.broker.packet_timeout, std::time::Duration::ZERO);
+    let d = Settings::default();
+    assert_eq!(d.broker.connect_timeout, std::time::Duration::from_secs(10));
+    assert_eq!(d.broker.max_connect_size, 1024 * 1024);
+    assert_eq!(d.broker.packet_timeout, std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn pre_connect_limits_out_of_range_name_line_and_key() {
+    for (src, key, range) in [
+        (
+            "[limits]\n\nconnect_timeout_secs = 0\n",
+            "limits.connect_timeout_secs",
+            "1..=86400",
+        ),
+        (
+            "[limits]\n\nmax_connect_size = 15\n",
+            "limits.max_connect_size",
+            "16..=268435455",
+        ),
+        (
+            "[limits]\n\npacket_timeout_secs = -1\n",
+            "limits.packet_timeout_secs",
+            "0..=86400",
+        ),
+    ] {
+        let e = err(src);
+        assert!(
+            e.starts_with(&format!(
+                "musqratt.toml:3: key '{key}': expected an integer {range}"
+            )),
+            "{e}"
+        );
+    }
+}
