@@ -488,6 +488,8 @@ impl Cx<'_> {
             "max_inflight",
             "max_queued_messages",
             "max_memory_mb",
+            "max_outbound_aliases",
+            "max_outbound_alias_bytes",
         ];
         for (k, v) in entries(self.table(key, item, "limits")?) {
             match k.get() {
@@ -525,6 +527,19 @@ impl Cx<'_> {
                             "a global memory cap (max_memory_mb other than 0)",
                         ));
                     }
+                }
+                "max_outbound_aliases" => {
+                    s.broker.max_outbound_aliases =
+                        self.int(k, v, "limits.max_outbound_aliases", 0..=i64::from(u16::MAX))?
+                            as u16
+                }
+                "max_outbound_alias_bytes" => {
+                    s.broker.max_outbound_alias_bytes = self.int(
+                        k,
+                        v,
+                        "limits.max_outbound_alias_bytes",
+                        0..=i64::from(u32::MAX),
+                    )? as usize
                 }
                 other => return Err(self.unknown(k, &format!("limits.{other}"), KNOWN)),
             }
