@@ -222,7 +222,7 @@ impl OutboundAliases {
     fn lookup(&mut self, topic: &str, max: u16, max_bytes: usize) -> Option<AliasUse> {
         self.uses += 1;
         if let Some(&alias) = self.by_topic.get(topic) {
-            if let Some(Some(slot)) = self.slots.get_mut(usize::from(alias) - 1) {
+            if let Some(Some(slot)) = self.slots.get_mut(usize::from(alias).saturating_sub(1)) {
                 slot.1 = self.uses;
             }
             return Some(AliasUse::Known(alias));
