@@ -81,7 +81,7 @@ impl Conn {
 
     pub fn send(&mut self, p: &Packet) -> io::Result<()> {
         let mut out = BytesMut::new();
-        encode(p, self.version, &mut out);
+        encode(p, self.version, &mut out).map_err(|e| io_err(e.to_string()))?;
         self.stream.write_all(&out)
     }
 
@@ -169,7 +169,7 @@ impl Batch {
             payload: Bytes::from(vec![b'x'; payload]),
         });
         let mut one = BytesMut::new();
-        encode(&p, version, &mut one);
+        encode(&p, version, &mut one).expect("a generator PUBLISH fits the wire format");
         let msg_len = one.len();
         // The payload is the packet's tail; the packet id follows the topic.
         let payload_off = msg_len - payload;
@@ -367,8 +367,8 @@ mod tests {
     fn hand_written_acks_match_the_codec() {
         for version in [ProtocolVersion::V311, ProtocolVersion::V5] {
             let mut out = BytesMut::new();
-            encode(&Packet::PubAck(PubAck::new(0x1234)), version, &mut out);
-            encode(&Packet::PubRel(PubAck::new(0x1234)), version, &mut out);
+            encode(&Packet::PubAck(PubAck::new(0x1234)), version, &mut out).unwrap();
+            encode(&Packet::PubRel(PubAck::new(0x1234)), version, &mut out).unwrap();
             let mut want = ack(PUBACK, 0x1234).to_vec();
             want.extend(ack(PUBREL, 0x1234));
             assert_eq!(&out[..], &want[..]);

@@ -4,7 +4,8 @@
 //! The crate does no IO. The transport hands [`decode`] the bytes it has; the
 //! answer is "need more bytes" (`Ok(None)`), one packet and how many bytes it
 //! used, or a [`DecodeError`] carrying the reason code the broker must send
-//! back (for v5) before it closes the connection.
+//! back (for v5) before it closes the connection. Encoding never panics: a
+//! packet that does not fit the wire format is an [`EncodeError`].
 //!
 //! Layout, one concern per module:
 //! - [`types`]: protocol version, QoS, reason codes;
@@ -28,7 +29,7 @@ mod props_codec;
 mod wire;
 
 pub use decode::{decode, decode_connect_version, DecodeError};
-pub use encode::{encode, encode_publish, encoded_len, publish_len};
+pub use encode::{encode, encode_publish, encoded_len, publish_len, EncodeError};
 pub use packet::*;
 pub use properties::Properties;
 pub use types::{ProtocolVersion, QoS, ReasonCode, RetainHandling};

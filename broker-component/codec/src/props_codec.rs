@@ -9,9 +9,10 @@
 use bytes::{BufMut, BytesMut};
 
 use crate::decode::DecodeError;
+use crate::encode::{field, EncodeError};
 use crate::properties::{id, Properties};
 use crate::types::ReasonCode;
-use crate::wire::{malformed, protocol_error, put_bin, put_str, put_vbi, vbi_len, Reader};
+use crate::wire::{malformed, protocol_error, put_bin, put_str, put_vbi, vbi_len, Reader, VBI_MAX};
 
 /// Where a property block sits: one bit per column of table 2-4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,53 +316,63 @@ pub fn decode_properties(r: &mut Reader<'_>, ctx: Ctx) -> Result<Properties, Dec
     Ok(p)
 }
 
+/// Identifier byte plus a checked string or binary field, if present.
 #[inline]
-fn str_len(s: &Option<String>) -> usize {
-    s.as_ref().map_or(0, |s| 3 + s.len())
+fn opt_field(name: &'static str, len: Option<usize>) -> Result<usize, EncodeError> {
+    len.map_or(Ok(0), |n| field(name, n).map(|n| 1 + n))
 }
 
-/// Size of the properties themselves, without the Property Length prefix.
-pub fn properties_len(p: &Properties) -> usize {
+/// Size of the properties themselves, without the Property Length prefix;
+/// an error if a string, binary or integer value cannot be encoded.
+pub fn properties_len(p: &Properties) -> Result<usize, EncodeError> {
+    let s = |v: &Option<String>| v.as_ref().map(String::len);
+    let b = |v: &Option<bytes::Bytes>| v.as_ref().map(bytes::Bytes::len);
     let mut n = 0;
     n += p.payload_format_indicator.map_or(0, |_| 2);
     n += p.message_expiry_interval.map_or(0, |_| 5);
-    n += str_len(&p.content_type);
-    n += str_len(&p.response_topic);
-    n += p.correlation_data.as_ref().map_or(0, |b| 3 + b.len());
-    n += p
-        .subscription_identifiers
-        .iter()
-        .map(|&v| 1 + vbi_len(v as usize))
-        .sum::<usize>();
+    n += opt_field("Content Type", s(&p.content_type))?;
+    n += opt_field("Response Topic", s(&p.response_topic))?;
+    n += opt_field("Correlation Data", b(&p.correlation_data))?;
+    for &v in &p.subscription_identifiers {
+        if v > VBI_MAX {
+            return Err(EncodeError::ValueTooLarge {
+                field: "Subscription Identifier",
+                value: v,
+            });
+        }
+        n += 1 + vbi_len(v as usize);
+    }
     n += p.session_expiry_interval.map_or(0, |_| 5);
-    n += str_len(&p.assigned_client_identifier);
+    n += opt_field(
+        "Assigned Client Identifier",
+        s(&p.assigned_client_identifier),
+    )?;
     n += p.server_keep_alive.map_or(0, |_| 3);
-    n += str_len(&p.authentication_method);
-    n += p.authentication_data.as_ref().map_or(0, |b| 3 + b.len());
+    n += opt_field("Authentication Method", s(&p.authentication_method))?;
+    n += opt_field("Authentication Data", b(&p.authentication_data))?;
     n += p.request_problem_information.map_or(0, |_| 2);
     n += p.will_delay_interval.map_or(0, |_| 5);
     n += p.request_response_information.map_or(0, |_| 2);
-    n += str_len(&p.response_information);
-    n += str_len(&p.server_reference);
-    n += str_len(&p.reason_string);
+    n += opt_field("Response Information", s(&p.response_information))?;
+    n += opt_field("Server Reference", s(&p.server_reference))?;
+    n += opt_field("Reason String", s(&p.reason_string))?;
     n += p.receive_maximum.map_or(0, |_| 3);
     n += p.topic_alias_maximum.map_or(0, |_| 3);
     n += p.topic_alias.map_or(0, |_| 3);
     n += p.maximum_qos.map_or(0, |_| 2);
     n += p.retain_available.map_or(0, |_| 2);
-    n += p
-        .user_properties
-        .iter()
-        .map(|(k, v)| 5 + k.len() + v.len())
-        .sum::<usize>();
+    for (k, v) in &p.user_properties {
+        n += 1 + field("User Property name", k.len())? + field("User Property value", v.len())?;
+    }
     n += p.maximum_packet_size.map_or(0, |_| 5);
     n += p.wildcard_subscription_available.map_or(0, |_| 2);
     n += p.subscription_identifiers_available.map_or(0, |_| 2);
     n += p.shared_subscription_available.map_or(0, |_| 2);
-    n
+    Ok(n)
 }
 
-/// Writes Property Length `len` (from [`properties_len`]) and the properties.
+/// Writes Property Length `len` (from [`properties_len`], which checked every
+/// value) and the properties.
 pub fn put_properties(out: &mut BytesMut, p: &Properties, len: usize) {
     put_vbi(out, len);
     if len == 0 {

@@ -73,16 +73,17 @@ pub fn vbi_len(v: usize) -> usize {
     }
 }
 
-/// Appends `v` as a Variable Byte Integer. Panics above [`VBI_MAX`]: the
-/// encoder's callers bound every length, so this is a programming error.
+/// Appends `v` as a Variable Byte Integer. The encoder's plan checked
+/// `v <= VBI_MAX` first (an [`EncodeError`](crate::EncodeError) otherwise);
+/// the loop is bounded to 4 bytes regardless, so a bug cannot panic here.
 #[inline]
 pub fn put_vbi(out: &mut BytesMut, v: usize) {
-    assert!(
+    debug_assert!(
         v <= VBI_MAX as usize,
         "variable byte integer {v} exceeds 268,435,455 (MQTT §1.5.5)"
     );
     let mut v = v;
-    loop {
+    for _ in 0..4 {
         let mut b = (v & 0x7F) as u8;
         v >>= 7;
         if v > 0 {
@@ -101,17 +102,17 @@ pub fn put_str(out: &mut BytesMut, s: &str) {
     put_bin(out, s.as_bytes());
 }
 
-/// Appends Binary Data (§1.5.6): u16 length then the bytes. Panics above
-/// 65,535 bytes, which the format cannot express (a programming error).
+/// Appends Binary Data (§1.5.6): u16 length then the bytes. The encoder's
+/// plan checked the length (an [`EncodeError`](crate::EncodeError) above
+/// 65,535 bytes, which the format cannot express).
 #[inline]
 pub fn put_bin(out: &mut BytesMut, b: &[u8]) {
-    let len = u16::try_from(b.len()).unwrap_or_else(|_| {
-        panic!(
-            "string or binary field of {} bytes exceeds 65,535 (MQTT §1.5.4)",
-            b.len()
-        )
-    });
-    out.put_u16(len);
+    debug_assert!(
+        b.len() <= usize::from(u16::MAX),
+        "string or binary field of {} bytes exceeds 65,535 (MQTT §1.5.4)",
+        b.len()
+    );
+    out.put_u16(b.len() as u16);
     out.put_slice(b);
 }
 

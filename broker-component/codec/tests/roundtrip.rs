@@ -472,7 +472,8 @@ fn version_and_packet() -> impl Strategy<Value = (ProtocolVersion, Packet)> {
 
 fn enc(p: &Packet, v: ProtocolVersion) -> BytesMut {
     let mut out = BytesMut::new();
-    encode(p, v, &mut out);
+    let n = encode(p, v, &mut out).expect("generated packets fit the wire format");
+    assert_eq!(n, out.len(), "encode returns the bytes it wrote");
     out
 }
 
@@ -482,7 +483,7 @@ proptest! {
     #[test]
     fn roundtrip((v, p) in version_and_packet()) {
         let bytes = enc(&p, v);
-        prop_assert_eq!(bytes.len(), encoded_len(&p, v));
+        prop_assert_eq!(Ok(bytes.len()), encoded_len(&p, v));
         let decoded = decode(&bytes, v, u32::MAX).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(decoded, Some((p, bytes.len())));
     }
@@ -490,7 +491,7 @@ proptest! {
     #[test]
     fn encode_appends((v, p) in version_and_packet(), prefix in vec(any::<u8>(), 0..8)) {
         let mut out = BytesMut::from(&prefix[..]);
-        encode(&p, v, &mut out);
+        prop_assert!(encode(&p, v, &mut out).is_ok());
         prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
         prop_assert_eq!(&out[prefix.len()..], &enc(&p, v)[..]);
     }
@@ -507,7 +508,7 @@ proptest! {
     fn back_to_back((v, a, b2) in version().prop_flat_map(|v| (Just(v), packet(v), packet(v)))) {
         let mut buf = enc(&a, v);
         let first_len = buf.len();
-        encode(&b2, v, &mut buf);
+        prop_assert!(encode(&b2, v, &mut buf).is_ok());
         let (p1, n1) = decode(&buf, v, u32::MAX).unwrap().unwrap();
         prop_assert_eq!(n1, first_len);
         prop_assert_eq!(p1, a);
@@ -631,7 +632,7 @@ fn v5_fields_dropped_for_v311() {
     ];
     for (p, expected) in cases {
         assert_eq!(&enc(&p, V3)[..], &expected[..], "{}", p.name());
-        assert_eq!(encoded_len(&p, V3), expected.len());
+        assert_eq!(encoded_len(&p, V3), Ok(expected.len()));
     }
 }
 
@@ -657,11 +658,15 @@ fn v5_short_forms() {
 }
 
 #[test]
-#[should_panic(expected = "AUTH does not exist in MQTT 3.1.1")]
-fn auth_for_v311_panics() {
+fn auth_for_v311_is_an_error() {
     let a = Packet::Auth(Auth {
         reason_code: ReasonCode::SUCCESS,
         properties: Properties::default(),
     });
-    enc(&a, V3);
+    let mut out = BytesMut::new();
+    assert_eq!(
+        encode(&a, V3, &mut out),
+        Err(EncodeError::NotInVersion("AUTH"))
+    );
+    assert!(out.is_empty());
 }

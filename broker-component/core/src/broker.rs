@@ -314,6 +314,13 @@ impl Broker {
             retain,
             properties,
         } = *will;
+        // Same rule as a client PUBLISH (handle_publish.rs): clients may not
+        // inject broker statistics, and a retained will would overwrite the
+        // broker's own `$SYS` (e.g. `$SYS/broker/version`) for everyone.
+        if is_sys_topic(&topic) {
+            tracing::info!(%topic, retain, session = publisher, "will to $SYS not published");
+            return;
+        }
         let msg = Message::new(
             (topic, payload, qos, retain),
             properties,
@@ -324,6 +331,11 @@ impl Broker {
         tracing::debug!(topic = %msg.topic, "publishing will");
         self.publish(Arc::new(msg), None, now, out);
     }
+}
+
+/// Topics under `$SYS`, which only the broker publishes (DESIGN §3).
+pub(crate) fn is_sys_topic(topic: &str) -> bool {
+    topic == "$SYS" || topic.starts_with("$SYS/")
 }
 
 fn will_delay(w: &Will) -> u32 {

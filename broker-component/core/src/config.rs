@@ -44,6 +44,15 @@ pub struct BrokerConfig {
     pub max_publisher_pause: Duration,
     /// Topic Alias Maximum we offer to v5 clients.
     pub topic_alias_maximum: u16,
+    /// Topic aliases we assign per v5 connection (server → client), whatever
+    /// Topic Alias Maximum the client offers (§3.3.2.3.4: an upper bound, not
+    /// an obligation); the least recently used alias is reassigned beyond it.
+    /// 0 = never send aliases.
+    pub max_outbound_aliases: u16,
+    /// Bytes of topic names kept for those aliases per connection; a longer
+    /// topic is sent in full, and least recently used aliases are reassigned
+    /// to stay under it.
+    pub max_outbound_alias_bytes: usize,
     /// How often `$SYS` topics are republished.
     pub sys_interval: Duration,
     /// A connection that sends no CONNECT within this time is closed
@@ -110,6 +119,8 @@ impl Default for BrokerConfig {
             max_topic_levels: 128,
             max_queued_messages: 1000,
             topic_alias_maximum: 16,
+            max_outbound_aliases: 16,
+            max_outbound_alias_bytes: 8192,
             publisher_stall: Duration::from_secs(1),
             max_publisher_pause: Duration::from_millis(50),
             sys_interval: Duration::from_secs(10),

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use musqratt_codec::{
-    decode, decode_connect_version, encode, Disconnect, Packet, ProtocolVersion, ReasonCode, Will,
+    decode, decode_connect_version, encode, Disconnect, EncodeError, Packet, ProtocolVersion,
+    ReasonCode, Will,
 };
 
 use crate::broker::Broker;
+use crate::deliver::OutboundAliases;
 use crate::session::SessionCell;
 
 /// Identifies a connection across workers: which worker owns it, its slot in
@@ -67,8 +69,9 @@ pub(crate) enum State {
 pub(crate) struct TopicAliases {
     /// Client → server: alias → topic (§3.3.2.3.4).
     pub(crate) inbound: HashMap<u16, String>,
-    /// Server → client: topic → alias we assigned.
-    pub(crate) outbound: HashMap<String, u16>,
+    /// Server → client: the aliases we assigned, bounded by
+    /// `BrokerConfig::max_outbound_aliases` / `max_outbound_alias_bytes`.
+    pub(crate) outbound: OutboundAliases,
 }
 
 pub struct Connection {
@@ -98,6 +101,10 @@ pub struct Connection {
     /// struct's padding instead of 16 more in every idle connection, and the
     /// transport looks at deadlines only once a second anyway.
     pub(crate) partial_since: u32,
+    /// A packet for this client could not be encoded or was over its Maximum
+    /// Packet Size and was dropped: logged once per connection, not per
+    /// message (a flood of such messages must not flood the log too).
+    pub(crate) drop_logged: bool,
 }
 
 /// The first byte of a CONNECT (type 1, flags 0, §3.1.1): the only one a new
@@ -123,6 +130,7 @@ impl Connection {
             client_alias_max: 0,
             aliases: None,
             partial_since: 0,
+            drop_logged: false,
         }
     }
 
@@ -392,9 +400,29 @@ impl Connection {
         self.close(broker, now, out, true);
     }
 
+    /// Encodes `packet` onto the transmit buffer. The broker builds these
+    /// packets itself from bounded parts, so an encoding error means a bug or
+    /// a missed bound: the packet is dropped and logged, never a panic.
     pub(crate) fn send(&mut self, broker: &Broker, packet: &Packet, out: &mut Output) {
         let version = self.version;
-        transmit(broker, out, |b| encode(packet, version, b));
+        if let Err(e) = transmit(broker, out, |b| encode(packet, version, b)) {
+            self.log_dropped(packet.name(), "", &e);
+        }
+    }
+
+    /// One log line per connection for packets dropped because they cannot be
+    /// sent to this client (later ones only at debug level).
+    pub(crate) fn log_dropped(&mut self, packet: &str, topic: &str, e: &EncodeError) {
+        if std::mem::replace(&mut self.drop_logged, true) {
+            tracing::debug!(client = %self.client_id, topic, "{packet} not sent: {e}");
+        } else {
+            tracing::warn!(
+                client = %self.client_id,
+                topic,
+                "{packet} not sent: {e} (dropped; further drops for this connection are \
+                 only counted in $SYS/broker/messages/dropped)"
+            );
+        }
     }
 
     fn send_disconnect(&mut self, broker: &Broker, reason: ReasonCode, out: &mut Output) {
@@ -438,12 +466,14 @@ impl Connection {
 }
 
 /// Appends what `encode` writes to the transmit buffer, counted in the `$SYS`
-/// bytes sent: every packet to a client goes through here.
-pub(crate) fn transmit(broker: &Broker, out: &mut Output, encode: impl FnOnce(&mut BytesMut)) {
-    let before = out.transmit.len();
-    encode(&mut out.transmit);
-    broker
-        .metrics
-        .bytes_sent
-        .add((out.transmit.len() - before) as u64);
+/// bytes sent: every packet to a client goes through here. An encoder that
+/// fails writes nothing (the codec's contract) and the error is returned.
+pub(crate) fn transmit(
+    broker: &Broker,
+    out: &mut Output,
+    encode: impl FnOnce(&mut BytesMut) -> Result<usize, EncodeError>,
+) -> Result<usize, EncodeError> {
+    let n = encode(&mut out.transmit)?;
+    broker.metrics.bytes_sent.add(n as u64);
+    Ok(n)
 }

@@ -199,7 +199,8 @@ impl Connection {
         ];
         let limit = self.client_max_packet as usize;
         let mut steps = DROP_ORDER.iter();
-        while encoded_len(connack, self.version) > limit {
+        // A CONNACK that cannot be encoded at all (an oversize property) sheds too.
+        while !matches!(encoded_len(connack, self.version), Ok(n) if n <= limit) {
             let (Packet::ConnAck(ack), Some(drop_some)) = (&mut *connack, steps.next()) else {
                 return false;
             };

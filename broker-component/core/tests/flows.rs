@@ -410,7 +410,7 @@ fn a_congested_subscriber_pauses_its_publisher_instead_of_dropping() {
     for i in 0..10u16 {
         let mut p = publish("f", &i.to_string(), QoS::AtLeastOnce, false);
         p.packet_id = Some(i + 1);
-        musqratt_codec::encode(&Packet::Publish(p), V5, &mut burst);
+        musqratt_codec::encode(&Packet::Publish(p), V5, &mut burst).unwrap();
     }
     h.send_raw(publ, &burst);
     let acked = h.recv(publ).len();

@@ -27,7 +27,8 @@ fn connect_bytes(version: ProtocolVersion) -> BytesMut {
         &Packet::Connect(common::connect(version, "c")),
         version,
         &mut b,
-    );
+    )
+    .unwrap();
     b
 }
 

@@ -245,13 +245,13 @@ fn item18_connack_fits_the_clients_maximum_packet_size() {
     let mut h = Harness::with_config(config);
     let full = {
         let (_, got) = h.connect_with(connect(V5, ""));
-        encoded_len(&got[0], V5)
+        encoded_len(&got[0], V5).unwrap()
     };
     for max in [5u32, 8, 12, 20, 30, 50, 60] {
         let mut c = connect(V5, "");
         c.properties.maximum_packet_size = Some(max);
         let (id, got) = h.connect_with(c);
-        let len = encoded_len(&got[0], V5);
+        let len = encoded_len(&got[0], V5).unwrap();
         assert!(
             len <= max as usize,
             "CONNACK of {len} bytes for a maximum of {max}"

@@ -499,6 +499,8 @@ impl Cx<'_> {
             "connect_timeout_secs",
             "max_connect_size",
             "packet_timeout_secs",
+            "max_outbound_aliases",
+            "max_outbound_alias_bytes",
         ];
         for (k, v) in entries(self.table(key, item, "limits")?) {
             match k.get() {
@@ -567,6 +569,19 @@ impl Cx<'_> {
                     // 0 = no bound (a partial packet waits for keep-alive, if any).
                     let secs = self.int(k, v, "limits.packet_timeout_secs", 0..=86_400)?;
                     s.broker.packet_timeout = std::time::Duration::from_secs(secs as u64)
+                }
+                "max_outbound_aliases" => {
+                    s.broker.max_outbound_aliases =
+                        self.int(k, v, "limits.max_outbound_aliases", 0..=i64::from(u16::MAX))?
+                            as u16
+                }
+                "max_outbound_alias_bytes" => {
+                    s.broker.max_outbound_alias_bytes = self.int(
+                        k,
+                        v,
+                        "limits.max_outbound_alias_bytes",
+                        0..=i64::from(u32::MAX),
+                    )? as usize
                 }
                 other => return Err(self.unknown(k, &format!("limits.{other}"), KNOWN)),
             }

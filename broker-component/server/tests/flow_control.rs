@@ -52,7 +52,7 @@ impl Client {
 
     fn send(&mut self, p: &Packet) {
         let mut out = BytesMut::new();
-        encode(p, V, &mut out);
+        encode(p, V, &mut out).unwrap();
         self.stream.write_all(&out).expect("write");
     }
 
@@ -109,7 +109,7 @@ fn qos1_fan_in_overload_loses_no_acknowledged_message() {
                         properties: Properties::default(),
                         payload: Bytes::from(format!("{p}:{i}")),
                     };
-                    encode(&Packet::Publish(publish), V, &mut burst);
+                    encode(&Packet::Publish(publish), V, &mut burst).unwrap();
                 }
                 let writer = c.stream.try_clone().unwrap();
                 let w = thread::spawn(move || {

@@ -92,7 +92,7 @@ impl Harness {
     pub fn send(&mut self, id: Id, packet: Packet) {
         let version = self.clients[&id].version;
         let mut buf = BytesMut::new();
-        encode(&packet, version, &mut buf);
+        encode(&packet, version, &mut buf).unwrap();
         self.send_raw(id, &buf);
     }
 

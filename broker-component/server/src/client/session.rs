@@ -181,7 +181,8 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub(super) fn send(&self, packet: &Packet) -> Result<(), ClientError> {
         let mut buf = BytesMut::new();
-        encode(packet, self.version, &mut buf);
+        encode(packet, self.version, &mut buf)
+            .map_err(|e| ClientError::Protocol(format!("{} not sent: {e}", packet.name())))?;
         let mut last = lock(&self.writer);
         (&self.stream)
             .write_all(&buf)

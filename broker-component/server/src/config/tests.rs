@@ -286,3 +286,31 @@ fn pre_connect_limits_out_of_range_name_line_and_key() {
         );
     }
 }
+
+#[test]
+fn outbound_alias_limits() {
+    let d = Settings::default().broker;
+    assert_eq!(
+        (d.max_outbound_aliases, d.max_outbound_alias_bytes),
+        (16, 8192)
+    );
+    let s = Settings::parse(
+        "f",
+        "[limits]\nmax_outbound_aliases = 0\nmax_outbound_alias_bytes = 100000\n",
+    )
+    .unwrap();
+    assert_eq!(s.broker.max_outbound_aliases, 0);
+    assert_eq!(s.broker.max_outbound_alias_bytes, 100_000);
+    let e = err("[limits]\n\nmax_outbound_aliases = 65536\n");
+    assert_eq!(
+        e,
+        "musqratt.toml:3: key 'limits.max_outbound_aliases': expected an integer 0..=65535, found 65536"
+    );
+    let e = err("[limits]\nmax_outbound_alias_bytes = -1\n");
+    assert!(
+        e.starts_with(
+            "musqratt.toml:2: key 'limits.max_outbound_alias_bytes': expected an integer"
+        ),
+        "{e}"
+    );
+}
