@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stand-in for the broker binary that runs Debian's Mosquitto instead, to check the test suites
 # themselves: MUSQRATT_BIN=scripts/mosquitto-as-musqratt.sh cargo test -p musqratt --test rumqttc_client
-# Understands only `serve --listen 127.0.0.1:PORT [other flags ignored]`.
+# Understands only `serve --listen 127.0.0.1:PORT [other flags ignored]` (PORT 0: a free port).
 set -euo pipefail
 [ "${1:-}" = serve ] || { echo "usage: $0 serve --listen ADDR:PORT" >&2; exit 2; }
 shift
@@ -12,6 +12,11 @@ while [ $# -gt 0 ]; do
         *) shift ;;
     esac
 done
+# Port 0 (what the test helpers pass): Mosquitto cannot take an OS-chosen port, so pick a free one
+# here (racy, but this stand-in only checks the test suites by hand).
+if [ "${listen##*:}" = 0 ]; then
+    listen="${listen%:*}:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+fi
 dir="$(mktemp -d)"
 cat >"$dir/mosquitto.conf" <<CONF
 listener ${listen##*:} ${listen%:*}

@@ -1,14 +1,16 @@
 """Fixtures for the paho-mqtt 2.x tests: a broker per test, and a small synchronous client wrapper.
 
 The broker binary is $MUSQRATT_BIN (default: target/release/musqratt in the workspace). It runs as
-`musqratt serve --listen 127.0.0.1:PORT --in-memory` on a free port; the fixture waits for the
-`listening on mqtt://127.0.0.1:PORT` line.
+`musqratt serve --listen 127.0.0.1:0 --in-memory`: the kernel picks a free port (no race with other
+tests for one found beforehand) and the fixture reads it from the `listening on mqtt://127.0.0.1:PORT`
+line.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import re
 import socket
 import subprocess
 import threading
@@ -29,20 +31,16 @@ def broker_bin() -> str:
     return os.environ.get("MUSQRATT_BIN") or str(ROOT / "target" / "release" / "musqratt")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+LISTENING = re.compile(r"listening on mqtt://127\.0\.0\.1:(\d+)")
 
 
 class Broker:
     def __init__(self, *args: str):
-        self.port = free_port()
-        listen = f"127.0.0.1:{self.port}"
+        self.port = 0
         self.lines: list[str] = []
         self._cv = threading.Condition()
         self.proc = subprocess.Popen(
-            [broker_bin(), "serve", "--listen", listen, "--in-memory", *args],
+            [broker_bin(), "serve", "--listen", "127.0.0.1:0", "--in-memory", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -50,10 +48,10 @@ class Broker:
             errors="replace",
         )
         threading.Thread(target=self._read, daemon=True).start()
-        want = f"listening on mqtt://{listen}"
+        want = "listening on mqtt://127.0.0.1:PORT"
         deadline = time.monotonic() + START_TIMEOUT
         with self._cv:
-            while not any(want in line for line in self.lines):
+            while not self._listening():
                 left = deadline - time.monotonic()
                 if left <= 0 or self.proc.poll() is not None:
                     self.stop()
@@ -62,6 +60,15 @@ class Broker:
                         " output:\n" + "\n".join(self.lines)
                     )
                 self._cv.wait(min(left, 0.1))
+
+    def _listening(self) -> bool:
+        """Whether the broker announced its listener; sets `self.port` from it."""
+        for line in self.lines:
+            m = LISTENING.search(line)
+            if m:
+                self.port = int(m.group(1))
+                return True
+        return False
 
     def _read(self) -> None:
         for line in self.proc.stdout:
