@@ -50,6 +50,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 
+# Our dependencies need a recent Rust (rustyline 19 uses `cfg_select!`, stable since 1.95).
+# Bookworm has rustc-web 1.85 in bookworm/main and newer ones in bookworm-security: package lists
+# older than those updates install 1.85, which cannot build them. Then update and upgrade.
+MIN_RUSTC_MINOR=95
+rustc_minor() { /usr/bin/rustc --version 2>/dev/null | sed -nE 's/^rustc 1\.([0-9]+)\..*/\1/p'; }
+minor="$(rustc_minor)"
+if [ -z "$minor" ] || [ "$minor" -lt "$MIN_RUSTC_MINOR" ]; then
+    log "Debian's rustc is 1.${minor:-?}, older than 1.$MIN_RUSTC_MINOR: apt-get update and upgrade"
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq "${PKGS[@]}" >&2
+    minor="$(rustc_minor)"
+    [ -n "$minor" ] && [ "$minor" -ge "$MIN_RUSTC_MINOR" ] \
+        || die "Debian's rustc-web is 1.${minor:-?} after an upgrade; 1.$MIN_RUSTC_MINOR or newer is needed"
+fi
+
 # rustup's ~/.cargo/bin comes first on PATH: always name Debian's tools explicitly.
 CARGO_DEB=/usr/bin/cargo
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
