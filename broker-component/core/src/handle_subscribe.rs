@@ -22,6 +22,28 @@ use crate::topic_tree::Subscriber;
 /// found at SUBSCRIBE wait in the (bounded) session queue instead.
 const DRAIN_AT_SUBSCRIBE_BELOW: usize = 256 * 1024;
 
+/// Trie nodes one SUBSCRIBE packet may visit looking for retained and held
+/// messages, beyond what its filters' exact paths cost (see `walk_budget`).
+/// The walks already stop once the session's queue is full, but a wildcard
+/// filter that matches little in a large store (`+/+/x` over a million
+/// `a/N/y` topics) visits many nodes for few messages, holding the worker (and
+/// the store's lock) meanwhile; a SUBSCRIBE with thousands of such filters
+/// would stall every other client of the worker. A node visit is tens of
+/// nanoseconds, so this is a few milliseconds of work. Beyond it, retained
+/// messages not yet found are not sent (counted as dropped) and held ones
+/// stay held for a later SUBSCRIBE: nothing held is lost.
+pub(crate) const SUBSCRIBE_WALK_BUDGET: usize = 250_000;
+
+/// The node budget of one SUBSCRIBE: the shared allowance for wildcard walks,
+/// plus what looking up each filter's own path costs in both stores, so that
+/// filters without wildcards (one node per level) never run out, however many
+/// a packet carries; the packet's size bounds their number.
+fn walk_budget<'a>(filters: impl Iterator<Item = &'a str>) -> usize {
+    filters.fold(SUBSCRIBE_WALK_BUDGET, |b, f| {
+        b.saturating_add(2 * (f.split('/').count() + 1))
+    })
+}
+
 impl Connection {
     pub(crate) fn handle_subscribe(
         &mut self,
@@ -114,22 +136,30 @@ impl Connection {
         let mut room = broker.config.max_queued_messages.saturating_sub(queued_now);
         let mut queued: Vec<Outgoing> = Vec::new();
         let mut skipped_retained = 0u64;
+        let mut budget = walk_budget(accepted.iter().map(|a| split_shared(&a.0).1));
+        let mut out_of_budget = false;
         for (filter, granted, send_retained, no_local) in &accepted {
             let plain = split_shared(filter).1;
             let sub_ids: Vec<u32> = sub_id.into_iter().collect();
             if *send_retained {
-                let found = broker.retained.lock().matching(plain, now, room);
-                skipped_retained += u64::from(found.truncated);
+                let found = broker
+                    .retained
+                    .lock()
+                    .matching(plain, now, room, &mut budget);
+                skipped_retained += u64::from(found.truncated || found.out_of_budget);
+                out_of_budget |= found.out_of_budget;
                 room -= found.messages.len();
                 for msg in found.messages {
                     queued.push(outgoing(msg, *granted, true, &sub_ids));
                 }
             }
             if broker.config.hold_enabled {
-                let held = broker
-                    .hold
-                    .lock()
-                    .take_matching(plain, now, room, *no_local);
+                let held =
+                    broker
+                        .hold
+                        .lock()
+                        .take_matching(plain, now, room, *no_local, &mut budget);
+                out_of_budget |= budget == 0;
                 room -= held.len();
                 for msg in held {
                     queued.push(outgoing(msg, *granted, false, &sub_ids));
@@ -141,6 +171,10 @@ impl Connection {
             // message that does not fit rather than counting the rest.
             broker.metrics.messages_dropped.add(skipped_retained);
             tracing::debug!(client = %self.client_id, "queue full (limits.max_queued_messages): retained messages not sent at SUBSCRIBE");
+        }
+        if out_of_budget {
+            tracing::warn!(client = %self.client_id, budget = SUBSCRIBE_WALK_BUDGET,
+                "SUBSCRIBE walked its budget of retained/held topic nodes: retained messages not found yet are not sent, held ones stay held");
         }
         if queued.is_empty() {
             return;

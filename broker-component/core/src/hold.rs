@@ -141,13 +141,14 @@ impl HoldQueues {
     /// `filter`, in publish order per topic; the rest stay held. With
     /// `no_local` (the subscriber's session id, §3.8.3.1) the subscriber's own
     /// messages are not delivered to it and stay held. Topics left empty
-    /// cease to exist.
+    /// cease to exist. Each node visited costs one unit of `budget`.
     pub(crate) fn take_matching(
         &mut self,
         filter: &str,
         now: Instant,
         room: usize,
         no_local: Option<u64>,
+        budget: &mut usize,
     ) -> Vec<Arc<Message>> {
         let mut out = Vec::new();
         if room == 0 || self.topics == 0 {
@@ -157,7 +158,9 @@ impl HoldQueues {
         // may be expired or the subscriber's own).
         let mut topics: Vec<Arc<str>> = Vec::new();
         let mut candidates = 0;
-        self.trie.for_each_match(filter, |held| {
+        // Out of budget, the walk ends early: what it found is taken, the
+        // rest stays held for a later SUBSCRIBE (nothing is lost).
+        self.trie.for_each_match(filter, budget, |held| {
             topics.push(Arc::clone(&held.topic));
             candidates += held.queue.len();
             if candidates >= room {

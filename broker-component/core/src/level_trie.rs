@@ -157,19 +157,29 @@ impl<V> LevelTrie<V> {
     /// several branches is visited once: each node sits at one depth, and the
     /// filter's level at that depth decides whether to enter it. The values
     /// carry their own topic, so the walk builds no topic strings.
+    ///
+    /// Every node the walk visits costs one unit of `budget`: a wildcard filter
+    /// that matches little in a large store may visit many nodes for few
+    /// values, and a SUBSCRIBE holds its worker (and the store's lock) while it
+    /// walks. Returns [`Walk::OutOfBudget`] if the budget ran out first.
     pub(crate) fn for_each_match<'a>(
         &'a self,
         filter: &str,
+        budget: &mut usize,
         mut f: impl FnMut(&'a V) -> ControlFlow<()>,
-    ) {
+    ) -> Walk {
         let filter: Vec<&str> = levels(filter).collect();
         // (node, index of the filter level to match below it)
         let mut stack: Vec<(&'a Node<V>, usize)> = vec![(&self.root, 0)];
         while let Some((node, i)) = stack.pop() {
+            if *budget == 0 {
+                return Walk::OutOfBudget;
+            }
+            *budget -= 1;
             let Some(&level) = filter.get(i) else {
                 if let Some(v) = &node.value {
                     if f(v).is_break() {
-                        return;
+                        return Walk::Stopped;
                     }
                 }
                 continue;
@@ -180,12 +190,13 @@ impl<V> LevelTrie<V> {
                     if i > 0 {
                         if let Some(v) = &node.value {
                             if f(v).is_break() {
-                                return;
+                                return Walk::Stopped;
                             }
                         }
                     }
-                    if walk_subtree(node, i == 0, &mut f).is_break() {
-                        return;
+                    match walk_subtree(node, i == 0, budget, &mut f) {
+                        Walk::Done => {}
+                        end => return end,
                     }
                 }
                 "+" => {
@@ -202,27 +213,51 @@ impl<V> LevelTrie<V> {
                 }
             }
         }
+        Walk::Done
     }
+}
+
+/// A walk budget that never runs out, for the broker's own walks (`$SYS`) and tests.
+pub(crate) fn unlimited() -> usize {
+    usize::MAX
+}
+
+/// How a budgeted walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Walk {
+    /// Every match was visited.
+    Done,
+    /// The callback asked to stop.
+    Stopped,
+    /// The node budget ran out before the walk was done.
+    OutOfBudget,
 }
 
 /// Every value strictly below `node`, depth first.
 fn walk_subtree<'a, V>(
     node: &'a Node<V>,
     at_root: bool,
+    budget: &mut usize,
     f: &mut impl FnMut(&'a V) -> ControlFlow<()>,
-) -> ControlFlow<()> {
+) -> Walk {
     let mut stack: Vec<&'a Node<V>> = node
         .children()
         .filter(|(name, _)| !(at_root && name.starts_with('$')))
         .map(|(_, child)| child)
         .collect();
     while let Some(node) = stack.pop() {
+        if *budget == 0 {
+            return Walk::OutOfBudget;
+        }
+        *budget -= 1;
         if let Some(v) = &node.value {
-            f(v)?;
+            if f(v).is_break() {
+                return Walk::Stopped;
+            }
         }
         stack.extend(node.children.values());
     }
-    ControlFlow::Continue(())
+    Walk::Done
 }
 
 #[cfg(test)]
@@ -232,10 +267,11 @@ mod tests {
     /// Values are the topics themselves, as the stores keep them.
     fn found(t: &LevelTrie<String>, filter: &str) -> Vec<String> {
         let mut v = Vec::new();
-        t.for_each_match(filter, |topic| {
+        let walk = t.for_each_match(filter, &mut unlimited(), |topic| {
             v.push(topic.clone());
             ControlFlow::Continue(())
         });
+        assert_eq!(walk, Walk::Done);
         v.sort();
         v
     }
@@ -276,7 +312,7 @@ mod tests {
     fn walk_stops_when_told() {
         let t = trie(&["a/1", "a/2", "a/3", "a/4"]);
         let mut n = 0;
-        t.for_each_match("a/+", |_| {
+        let walk = t.for_each_match("a/+", &mut unlimited(), |_| {
             n += 1;
             if n == 2 {
                 ControlFlow::Break(())
@@ -284,7 +320,38 @@ mod tests {
                 ControlFlow::Continue(())
             }
         });
-        assert_eq!(n, 2);
+        assert_eq!((n, walk), (2, Walk::Stopped));
+    }
+
+    #[test]
+    fn walk_stops_when_the_budget_runs_out() {
+        // 1,000 topics of which one matches `+/+/x`: the walk must look at
+        // every `+/+` node to find it, so a small budget runs out first.
+        let topics: Vec<String> = (0..1000).map(|i| format!("t/{i}/y")).collect();
+        let mut t = trie(&topics.iter().map(String::as_str).collect::<Vec<_>>());
+        t.node_mut("t/999/x").value = Some("t/999/x".into());
+        let mut budget = 100;
+        let mut seen = 0;
+        let walk = t.for_each_match("+/+/x", &mut budget, |_| {
+            seen += 1;
+            ControlFlow::Continue(())
+        });
+        assert_eq!((walk, budget), (Walk::OutOfBudget, 0));
+        assert!(seen <= 1);
+        // `#` counts every node of the subtree too.
+        let mut budget = 10;
+        let walk = t.for_each_match("#", &mut budget, |_| ControlFlow::Continue(()));
+        assert_eq!(walk, Walk::OutOfBudget);
+        // With enough budget the same walks complete, and what is left says
+        // how much they cost.
+        let mut budget = 5000;
+        let mut found = Vec::new();
+        let walk = t.for_each_match("+/+/x", &mut budget, |v| {
+            found.push(v.clone());
+            ControlFlow::Continue(())
+        });
+        assert_eq!((walk, found), (Walk::Done, vec!["t/999/x".to_string()]));
+        assert!(budget < 5000 - 1000, "it visited every t/N node");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::level_trie::LevelTrie;
+use crate::level_trie::{LevelTrie, Walk};
 use crate::message::Message;
 
 #[derive(Default)]
@@ -25,6 +25,8 @@ pub(crate) struct Found {
     pub(crate) messages: Vec<Arc<Message>>,
     /// More matched than there was room for: the walk stopped there.
     pub(crate) truncated: bool,
+    /// The walk ran out of node budget before it was done.
+    pub(crate) out_of_budget: bool,
 }
 
 impl RetainedStore {
@@ -47,11 +49,18 @@ impl RetainedStore {
 
     /// At most `room` live retained messages matching `filter`. Expired ones
     /// met on the way are removed (they are never delivered, §3.3.2.3.3).
-    pub(crate) fn matching(&mut self, filter: &str, now: Instant, room: usize) -> Found {
+    /// Each node visited costs one unit of `budget` (see `LevelTrie::for_each_match`).
+    pub(crate) fn matching(
+        &mut self,
+        filter: &str,
+        now: Instant,
+        room: usize,
+        budget: &mut usize,
+    ) -> Found {
         let mut found = Found::default();
         let mut expired: Vec<String> = Vec::new();
         if room > 0 {
-            self.trie.for_each_match(filter, |m| {
+            let walk = self.trie.for_each_match(filter, budget, |m| {
                 if m.is_expired(now) {
                     expired.push(m.topic.clone());
                 } else if found.messages.len() == room {
@@ -62,6 +71,7 @@ impl RetainedStore {
                 }
                 ControlFlow::Continue(())
             });
+            found.out_of_budget = walk == Walk::OutOfBudget;
         }
         for topic in expired {
             if self.trie.remove(&topic).is_some() {
@@ -111,14 +121,23 @@ mod tests {
         r.set(&msg("a/c", "3", None, now));
         r.set(&msg("$SYS/x", "4", None, now));
         assert_eq!(r.len(), 3);
-        let f = r.matching("a/+", now, 10);
+        let f = r.matching("a/+", now, 10, &mut crate::level_trie::unlimited());
         assert_eq!(topics(&f), ["a/b", "a/c"]);
         assert_eq!(f.messages[0].payload, "2", "the last retained message wins");
-        assert_eq!(topics(&r.matching("#", now, 10)), ["a/b", "a/c"]);
-        assert_eq!(topics(&r.matching("$SYS/#", now, 10)), ["$SYS/x"]);
+        assert_eq!(
+            topics(&r.matching("#", now, 10, &mut crate::level_trie::unlimited())),
+            ["a/b", "a/c"]
+        );
+        assert_eq!(
+            topics(&r.matching("$SYS/#", now, 10, &mut crate::level_trie::unlimited())),
+            ["$SYS/x"]
+        );
         r.set(&msg("a/b", "", None, now));
         assert_eq!(r.len(), 2);
-        assert_eq!(topics(&r.matching("a/b", now, 10)), Vec::<&str>::new());
+        assert_eq!(
+            topics(&r.matching("a/b", now, 10, &mut crate::level_trie::unlimited())),
+            Vec::<&str>::new()
+        );
     }
 
     #[test]
@@ -129,14 +148,20 @@ mod tests {
             r.set(&msg(&format!("t/{i}"), "x", None, now));
         }
         r.set(&msg("old/1", "x", Some(1), now));
-        let f = r.matching("t/#", now, 10);
+        let f = r.matching("t/#", now, 10, &mut crate::level_trie::unlimited());
         assert_eq!(f.messages.len(), 10);
         assert!(f.truncated);
-        assert!(r.matching("t/#", now, 0).messages.is_empty());
-        let f = r.matching("t/#", now, 100);
+        assert!(r
+            .matching("t/#", now, 0, &mut crate::level_trie::unlimited())
+            .messages
+            .is_empty());
+        let f = r.matching("t/#", now, 100, &mut crate::level_trie::unlimited());
         assert_eq!((f.messages.len(), f.truncated), (100, false));
         let later = now + Duration::from_secs(2);
-        assert!(r.matching("old/+", later, 10).messages.is_empty());
+        assert!(r
+            .matching("old/+", later, 10, &mut crate::level_trie::unlimited())
+            .messages
+            .is_empty());
         assert_eq!(r.len(), 100, "the expired message was removed");
     }
 }

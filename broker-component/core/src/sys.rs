@@ -68,7 +68,12 @@ impl Broker {
         let msgs = self
             .retained
             .lock()
-            .matching("$SYS/broker/#", now, usize::MAX)
+            .matching(
+                "$SYS/broker/#",
+                now,
+                usize::MAX,
+                &mut crate::level_trie::unlimited(),
+            )
             .messages;
         for msg in msgs {
             self.route(msg, None, now, out);

@@ -367,6 +367,55 @@ fn item09_many_filters_against_many_retained_and_held_topics() {
 }
 
 #[test]
+fn item09_sparse_wildcard_filters_stop_at_the_walk_budget_and_lose_nothing_held() {
+    // 100,000 held topics `s/N/y`, and one held message on `s/7/x`. A filter `+/+/x` must look
+    // at every `s/N` node to find that one message: 2,000 such filters in one SUBSCRIBE are
+    // 200 million node visits, seconds of one worker with the hold queues locked. The walk budget
+    // stops them after a few milliseconds; the message not found stays held.
+    const HELD: usize = 100_000;
+    let mut b = broker_with_config(
+        "walk-budget",
+        "[storage]\nin_memory = true\n[limits]\nmax_queued_messages = 0\n",
+    );
+    let port = b.port();
+    let (mut publisher, _) = connected(port, V311, "sparse-filler", true);
+    let mut burst = Vec::new();
+    for i in 0..HELD {
+        burst.extend(publish(V311, &format!("s/{i}/y"), b"y", 0, false));
+    }
+    burst.extend(publish(V311, "s/7/x", b"needle", 1, false));
+    publisher.send(&burst);
+    expect_kind(&mut publisher, 4, "PUBACK of the held needle");
+
+    let filters: Vec<(&str, u8)> = (0..2_000).map(|_| ("+/+/x", 1)).collect();
+    let (mut s, _) = connected(port, V311, "sparse-subscriber", true);
+    s.send(&subscribe(V311, 1, &filters));
+    let suback = expect_kind(&mut s, 9, "SUBACK");
+    assert_eq!(ack_codes(V311, &suback.body), vec![1; 2_000]);
+    assert!(
+        b.wait_for_log("SUBSCRIBE walked its budget", WAIT),
+        "the walk budget was not reached (or not logged)"
+    );
+    survives(&mut b, "item 9 (walk budget)");
+    // The first filter's walk visits the `s/N` nodes in hash order, so it may or may not have
+    // reached `s/7` before the budget ran out. Either the subscriber got the needle, or it is
+    // still held and a subscriber to its exact topic (one path, never out of budget) gets it.
+    let got_it =
+        matches!(s.read(std::time::Duration::from_millis(500)), Read1::Packet(p) if p.kind() == 3);
+    if !got_it {
+        let (mut exact, _) = connected(port, V311, "sparse-exact", true);
+        exact.send(&subscribe(V311, 1, &[("s/7/x", 1)]));
+        expect_kind(&mut exact, 9, "SUBACK");
+        assert_eq!(
+            exact.expect_publish(WAIT).1,
+            b"needle",
+            "a held message was lost"
+        );
+    }
+    survives(&mut b, "item 9 (walk budget, after)");
+}
+
+#[test]
 fn item13_no_local_subscriber_does_not_get_its_own_held_message() {
     let mut b = broker_with_args(&["--workers", "2"]);
     let port = b.port();

@@ -47,15 +47,19 @@ fn publish_order_per_topic_and_delivered_once() {
     h.hold(msg("x", "x", 1, None, now), ROOMY, now);
     assert_eq!((h.topic_count(), h.message_count()), (3, 5));
     assert_eq!(
-        payloads(&h.take_matching("a/+", now, 100, None)),
+        payloads(&h.take_matching("a/+", now, 100, None, &mut crate::level_trie::unlimited())),
         ["1", "2", "3", "c"]
     );
     assert!(
-        h.take_matching("a/#", now, 100, None).is_empty(),
+        h.take_matching("a/#", now, 100, None, &mut crate::level_trie::unlimited())
+            .is_empty(),
         "delivered once"
     );
     assert_eq!((h.topic_count(), h.message_count()), (1, 1));
-    assert_eq!(payloads(&h.take_matching("#", now, 100, None)), ["x"]);
+    assert_eq!(
+        payloads(&h.take_matching("#", now, 100, None, &mut crate::level_trie::unlimited())),
+        ["x"]
+    );
     assert_eq!((h.topic_count(), h.held_bytes()), (0, 0));
     assert!(h.trie.is_empty());
 }
@@ -68,13 +72,15 @@ fn takes_only_what_fits_and_keeps_the_rest_in_order() {
         h.hold(msg("t", &i.to_string(), 1, None, now), ROOMY, now);
     }
     assert_eq!(
-        payloads(&h.take_matching("t", now, 3, None)),
+        payloads(&h.take_matching("t", now, 3, None, &mut crate::level_trie::unlimited())),
         ["0", "1", "2"]
     );
-    assert!(h.take_matching("t", now, 0, None).is_empty());
+    assert!(h
+        .take_matching("t", now, 0, None, &mut crate::level_trie::unlimited())
+        .is_empty());
     assert_eq!(h.message_count(), 7);
     assert_eq!(
-        payloads(&h.take_matching("#", now, 100, None)),
+        payloads(&h.take_matching("#", now, 100, None, &mut crate::level_trie::unlimited())),
         ["3", "4", "5", "6", "7", "8", "9"]
     );
 }
@@ -86,11 +92,14 @@ fn no_local_leaves_own_messages_held() {
     h.hold(msg("t", "mine", 7, None, now), ROOMY, now);
     h.hold(msg("t", "theirs", 8, None, now), ROOMY, now);
     assert_eq!(
-        payloads(&h.take_matching("t", now, 10, Some(7))),
+        payloads(&h.take_matching("t", now, 10, Some(7), &mut crate::level_trie::unlimited())),
         ["theirs"]
     );
     assert_eq!(h.message_count(), 1);
-    assert_eq!(payloads(&h.take_matching("+", now, 10, None)), ["mine"]);
+    assert_eq!(
+        payloads(&h.take_matching("+", now, 10, None, &mut crate::level_trie::unlimited())),
+        ["mine"]
+    );
 }
 
 #[test]
@@ -104,7 +113,10 @@ fn per_topic_bound_drops_the_topics_oldest() {
     assert_eq!(h.hold(msg("t", "1", 1, None, now), limits, now), 0);
     assert_eq!(h.hold(msg("t", "2", 1, None, now), limits, now), 0);
     assert_eq!(h.hold(msg("t", "3", 1, None, now), limits, now), 1);
-    assert_eq!(payloads(&h.take_matching("t", now, 10, None)), ["2", "3"]);
+    assert_eq!(
+        payloads(&h.take_matching("t", now, 10, None, &mut crate::level_trie::unlimited())),
+        ["2", "3"]
+    );
     assert_eq!(h.held_bytes(), 0);
 }
 
@@ -134,14 +146,19 @@ fn total_bound_drops_the_oldest_of_any_topic() {
     );
     assert_eq!((h.topic_count(), h.message_count()), (3, 3));
     assert!(
-        h.take_matching("t/0", now, 10, None).is_empty(),
+        h.take_matching("t/0", now, 10, None, &mut crate::level_trie::unlimited())
+            .is_empty(),
         "t/0 was the oldest"
     );
     // A message larger than the whole budget is not held at all.
     let big = "y".repeat(4 * one);
     assert_eq!(h.hold(msg("t/9", &big, 1, None, now), limits, now), 1);
     assert!(h.held_bytes() <= limits.total_bytes);
-    assert_eq!(h.take_matching("#", now, 10, None).len(), 3);
+    assert_eq!(
+        h.take_matching("#", now, 10, None, &mut crate::level_trie::unlimited())
+            .len(),
+        3
+    );
     assert_eq!(
         (h.held_bytes(), h.message_count(), h.order.len()),
         (0, 0, 0)
@@ -161,7 +178,13 @@ fn expired_messages_are_purged_by_deadline_and_never_taken() {
     h.hold(msg("c", "short", 1, Some(1), later), ROOMY, later);
     let much_later = later + Duration::from_secs(5);
     assert_eq!(
-        payloads(&h.take_matching("#", much_later, 10, None)),
+        payloads(&h.take_matching(
+            "#",
+            much_later,
+            10,
+            None,
+            &mut crate::level_trie::unlimited()
+        )),
         ["long"]
     );
     assert_eq!(
@@ -180,7 +203,17 @@ fn many_wildcard_takes_walk_only_matching_branches() {
         h.hold(msg(&format!("d/{i}/v"), "x", 1, None, now), ROOMY, now);
     }
     for i in 0..2_000 {
-        assert_eq!(h.take_matching(&format!("d/{i}/+"), now, 10, None).len(), 1);
+        assert_eq!(
+            h.take_matching(
+                &format!("d/{i}/+"),
+                now,
+                10,
+                None,
+                &mut crate::level_trie::unlimited()
+            )
+            .len(),
+            1
+        );
     }
     assert_eq!(h.topic_count(), 18_000);
 }
