@@ -31,9 +31,29 @@ pub struct BrokerConfig {
     /// default 128): a deeper SUBSCRIBE filter is refused in the SUBACK, a
     /// deeper PUBLISH or will topic is a protocol violation (0x90).
     pub max_topic_levels: usize,
+    /// Most subscriptions one session may have (`limits.max_subscriptions_per_client`,
+    /// default 100,000; 0 in the file = unlimited, `usize::MAX` here). Each is a
+    /// trie node and a session record a client creates at will: a SUBSCRIBE
+    /// filter beyond it is refused in the SUBACK (v5 0x97 Quota exceeded,
+    /// 3.1.1 0x80); replacing an existing subscription is always allowed.
+    pub max_subscriptions_per_client: usize,
+    /// Bound on the bytes of the retained store (`limits.max_retained_mb`,
+    /// default 64 MiB), charged like `hold_max_total_bytes` (topic, payload,
+    /// properties and a fixed overhead). A retained PUBLISH that would grow the
+    /// store past it is still delivered to current subscribers but not
+    /// retained; replacing or deleting one that does not grow it always works.
+    /// The broker's own `$SYS` messages are not charged (a fixed, small set).
+    pub max_retained_bytes: usize,
     /// Messages queued per session beyond the inflight window; also bounds the
     /// retained and held messages one SUBSCRIBE queues.
     pub max_queued_messages: usize,
+    /// Bytes of messages queued per session (`limits.max_queued_mb`, default
+    /// 0 in the file = unlimited, `usize::MAX` here), each charged the size of
+    /// the message it pins (topic, payload, properties, overhead). Beyond it a
+    /// message for the session is dropped as beyond `max_queued_messages`
+    /// (a QoS 1/2 one evicting a queued QoS 0 first). An empty queue takes any
+    /// message, so a session pins at most this plus one message.
+    pub max_queued_bytes: usize,
     /// The transport's backstop: it resumes a publisher paused this long even
     /// if no resume came (a subscriber that stopped moving sends none).
     pub publisher_stall: Duration,
@@ -118,6 +138,9 @@ impl Default for BrokerConfig {
             max_inflight: 64,
             max_topic_levels: 128,
             max_queued_messages: 1000,
+            max_subscriptions_per_client: 100_000,
+            max_retained_bytes: 64 << 20,
+            max_queued_bytes: usize::MAX,
             topic_alias_maximum: 16,
             max_outbound_aliases: 16,
             max_outbound_alias_bytes: 8192,

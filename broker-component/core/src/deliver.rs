@@ -29,13 +29,13 @@ impl Connection {
         let queued_before = s.queue.len();
         while let Some(front) = s.queue.front() {
             if front.msg.is_expired(now) {
-                s.queue.pop_front();
+                s.pop_queued();
                 continue;
             }
             if front.qos != QoS::AtMostOnce && s.inflight.len() >= window {
                 break;
             }
-            let Some(o) = s.queue.pop_front() else { break };
+            let Some(o) = s.pop_queued() else { break };
             if o.qos == QoS::AtMostOnce {
                 self.send_publish(broker, &o, None, false, now, out);
                 continue;

@@ -195,7 +195,7 @@ impl Session {
             return false;
         }
         match self.queue.iter().position(|o| o.qos == QoS::AtMostOnce) {
-            Some(i) => self.queue.remove(i).is_some(),
+            Some(i) => self.remove_queued(i),
             None => {
                 self.flow.qos0_queued = false;
                 false

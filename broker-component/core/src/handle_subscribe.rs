@@ -13,7 +13,7 @@ use musqratt_codec::{
 use crate::broker::{split_shared, Broker};
 use crate::connection::{Connection, Output};
 use crate::message::Message;
-use crate::session::{Outgoing, SubscriptionRecord};
+use crate::session::{Outgoing, QueueLimit, SubscriptionRecord};
 use crate::topic_tree::Subscriber;
 
 /// The transport stops reading a client whose unsent output passes 256 KiB
@@ -60,6 +60,8 @@ impl Connection {
         let mut codes = Vec::with_capacity(sub.filters.len());
         // (filter, granted QoS, send retained?, No Local session) of accepted filters.
         let mut accepted: Vec<(String, QoS, bool, Option<u64>)> = Vec::new();
+        // Filters refused for `limits.max_subscriptions_per_client`.
+        let mut quota_refused = 0usize;
 
         for (filter, opts) in sub.filters {
             let invalid = topic::validate_topic_filter(&filter).is_err();
@@ -82,6 +84,15 @@ impl Connection {
                     now,
                     out,
                 );
+            }
+            if self.over_subscription_quota(broker, &session, &filter) {
+                quota_refused += 1;
+                codes.push(if v5 {
+                    ReasonCode::QUOTA_EXCEEDED
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
             }
             let subscriber = Subscriber {
                 session: Arc::clone(&session),
@@ -119,6 +130,11 @@ impl Connection {
             accepted.push((filter, opts.qos, send_retained, no_local));
         }
 
+        if quota_refused > 0 {
+            // One line per SUBSCRIBE, not per filter: a flood of filters must
+            // not become a flood of log lines.
+            tracing::warn!(client = %self.client_id, refused = quota_refused, limit = broker.config.max_subscriptions_per_client, "limits.max_subscriptions_per_client reached: SUBSCRIBE filters refused");
+        }
         let suback = SubAck {
             packet_id: sub.packet_id,
             properties: Properties::default(),
@@ -183,7 +199,7 @@ impl Connection {
         for o in queued {
             // Publishes may have filled the queue meanwhile: the excess is dropped and counted.
             s.note_queued(o.qos); // so a later QoS 1/2 may evict it (flow.rs)
-            if s.enqueue(o, broker.config.max_queued_messages).is_err() {
+            if s.enqueue(o, QueueLimit::of(&broker.config)).is_err() {
                 broker.metrics.messages_dropped.add(1);
             }
         }
@@ -195,6 +211,22 @@ impl Connection {
             // of SUBSCRIBEs in one read must not encode a queue's worth each.
             out.wakes.push(me);
         }
+    }
+
+    /// Whether subscribing to `filter` would take the session past
+    /// `limits.max_subscriptions_per_client`. Replacing an existing
+    /// subscription (same filter) adds nothing and is always allowed. Only
+    /// this connection adds subscriptions to its session, so the count cannot
+    /// grow between this check and the insert.
+    fn over_subscription_quota(
+        &self,
+        broker: &Broker,
+        session: &crate::session::SessionCell,
+        filter: &str,
+    ) -> bool {
+        let s = session.lock();
+        s.subscriptions.len() >= broker.config.max_subscriptions_per_client
+            && !s.subscriptions.contains_key(filter)
     }
 
     pub(crate) fn handle_unsubscribe(

@@ -59,8 +59,8 @@ pub(crate) struct HoldQueues {
 }
 
 /// What a held message costs: topic, payload and forwarded properties, plus
-/// the fixed overhead of keeping it.
-fn held_size(m: &Message) -> usize {
+/// the fixed overhead of keeping it. The retained store charges the same.
+pub(crate) fn held_size(m: &Message) -> usize {
     let props = m.properties.as_deref().map_or(0, |p| {
         p.content_type.as_ref().map_or(0, String::len)
             + p.response_topic.as_ref().map_or(0, String::len)

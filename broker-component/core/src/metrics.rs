@@ -55,6 +55,9 @@ pub struct Metrics {
     /// Messages dropped because a queue was full or a packet too large for the peer.
     pub messages_dropped: Counter,
     pub messages_held: Counter,
+    /// Retained PUBLISHes delivered but not retained: the store was at
+    /// `limits.max_retained_mb`.
+    pub retained_refused: Counter,
 }
 
 #[cfg(test)]

@@ -4,18 +4,40 @@
 //! Indexed by topic level (`level_trie`), so a SUBSCRIBE walks only the
 //! branches its filter can match, and stops once the subscriber's queue is
 //! full: one SUBSCRIBE costs O(what it can deliver), not O(store).
+//!
+//! Bounded in bytes (`limits.max_retained_mb`), each message charged as a held
+//! one is (`hold::held_size`): a client can retain on as many distinct topics
+//! as it likes, so without a bound the store grows until the process dies.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::hold::held_size;
 use crate::level_trie::{LevelTrie, Walk};
 use crate::message::Message;
+
+/// At most one log line per this long while `limits.max_retained_mb` refuses messages.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub(crate) struct RetainedStore {
     trie: LevelTrie<Arc<Message>>,
     len: usize,
+    /// Bytes charged to the stored messages (bounded by `limits.max_retained_mb`).
+    bytes: usize,
+    /// Refused since the last log line.
+    unlogged_refusals: u64,
+    next_refusal_log: Option<Instant>,
+}
+
+/// What became of a retained PUBLISH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retained {
+    /// Stored (or, with an empty payload, the topic's retained message deleted).
+    Stored,
+    /// Storing it would have grown the store past its byte limit: not stored.
+    Refused,
 }
 
 /// What a SUBSCRIBE found in the retained store.
@@ -29,21 +51,74 @@ pub(crate) struct Found {
     pub(crate) out_of_budget: bool,
 }
 
+/// What a retained message costs against `limits.max_retained_mb`: what a
+/// held one does. The broker's own `$SYS` messages cost nothing: a small fixed
+/// set, whose values grow by a digit now and then, must neither be refused nor
+/// make room vanish that a client's delete just freed.
+fn charge(m: &Message) -> usize {
+    if m.publisher == 0 && m.topic.starts_with("$SYS/") {
+        0
+    } else {
+        held_size(m)
+    }
+}
+
 impl RetainedStore {
     /// Stores `msg` as the topic's retained message; an empty payload deletes it.
-    pub(crate) fn set(&mut self, msg: &Arc<Message>) {
+    ///
+    /// A message that would grow the store past `max_bytes` is refused (the
+    /// caller still routes it); one that replaces a message at least its size
+    /// never grows the store and is always stored. A refused message also
+    /// removes the topic's previous retained message: that is no longer the
+    /// last one retained on the topic, and a new subscriber must not take a
+    /// stale value (say, "online") for the current one.
+    pub(crate) fn set(&mut self, msg: &Arc<Message>, max_bytes: usize, now: Instant) -> Retained {
         if msg.payload.is_empty() {
-            if self.trie.remove(&msg.topic).is_some() {
-                self.len -= 1;
-            }
-        } else if self
+            self.remove(&msg.topic);
+            return Retained::Stored;
+        }
+        let size = charge(msg);
+        // Looked up before `node_mut`: a refused topic must not create trie nodes.
+        let old = self.trie.get_mut(&msg.topic).map_or(0, |m| charge(m));
+        if size > old && self.bytes - old + size > max_bytes {
+            self.remove(&msg.topic);
+            self.note_refused(now);
+            return Retained::Refused;
+        }
+        match self
             .trie
             .node_mut(&msg.topic)
             .value
             .replace(Arc::clone(msg))
-            .is_none()
         {
-            self.len += 1;
+            Some(prev) => self.bytes -= charge(&prev),
+            None => self.len += 1,
+        }
+        self.bytes += size;
+        Retained::Stored
+    }
+
+    /// Removes the topic's retained message, if any.
+    fn remove(&mut self, topic: &str) {
+        if let Some(m) = self.trie.remove(topic) {
+            self.len -= 1;
+            self.bytes -= charge(&m);
+        }
+    }
+
+    /// Logs refusals at most once per `REFUSAL_LOG_INTERVAL`, with how many
+    /// there were since the last line: a client retaining on a million new
+    /// topics must not write a million log lines.
+    fn note_refused(&mut self, now: Instant) {
+        self.unlogged_refusals += 1;
+        if self.next_refusal_log.is_none_or(|t| now >= t) {
+            tracing::warn!(
+                refused = self.unlogged_refusals,
+                retained_bytes = self.bytes,
+                "limits.max_retained_mb reached: retained PUBLISH delivered but not retained"
+            );
+            self.unlogged_refusals = 0;
+            self.next_refusal_log = Some(now + REFUSAL_LOG_INTERVAL);
         }
     }
 
@@ -74,9 +149,7 @@ impl RetainedStore {
             found.out_of_budget = walk == Walk::OutOfBudget;
         }
         for topic in expired {
-            if self.trie.remove(&topic).is_some() {
-                self.len -= 1;
-            }
+            self.remove(&topic);
         }
         found.messages.sort_by(|a, b| a.topic.cmp(&b.topic));
         found
@@ -84,6 +157,12 @@ impl RetainedStore {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Bytes charged to retained messages (bounded by `limits.max_retained_mb`).
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -116,10 +195,10 @@ mod tests {
     fn set_replace_delete_and_match() {
         let now = Instant::now();
         let mut r = RetainedStore::default();
-        r.set(&msg("a/b", "1", None, now));
-        r.set(&msg("a/b", "2", None, now));
-        r.set(&msg("a/c", "3", None, now));
-        r.set(&msg("$SYS/x", "4", None, now));
+        r.set(&msg("a/b", "1", None, now), usize::MAX, now);
+        r.set(&msg("a/b", "2", None, now), usize::MAX, now);
+        r.set(&msg("a/c", "3", None, now), usize::MAX, now);
+        r.set(&msg("$SYS/x", "4", None, now), usize::MAX, now);
         assert_eq!(r.len(), 3);
         let f = r.matching("a/+", now, 10, &mut crate::level_trie::unlimited());
         assert_eq!(topics(&f), ["a/b", "a/c"]);
@@ -132,7 +211,7 @@ mod tests {
             topics(&r.matching("$SYS/#", now, 10, &mut crate::level_trie::unlimited())),
             ["$SYS/x"]
         );
-        r.set(&msg("a/b", "", None, now));
+        r.set(&msg("a/b", "", None, now), usize::MAX, now);
         assert_eq!(r.len(), 2);
         assert_eq!(
             topics(&r.matching("a/b", now, 10, &mut crate::level_trie::unlimited())),
@@ -145,9 +224,9 @@ mod tests {
         let now = Instant::now();
         let mut r = RetainedStore::default();
         for i in 0..100 {
-            r.set(&msg(&format!("t/{i}"), "x", None, now));
+            r.set(&msg(&format!("t/{i}"), "x", None, now), usize::MAX, now);
         }
-        r.set(&msg("old/1", "x", Some(1), now));
+        r.set(&msg("old/1", "x", Some(1), now), usize::MAX, now);
         let f = r.matching("t/#", now, 10, &mut crate::level_trie::unlimited());
         assert_eq!(f.messages.len(), 10);
         assert!(f.truncated);
@@ -163,5 +242,56 @@ mod tests {
             .messages
             .is_empty());
         assert_eq!(r.len(), 100, "the expired message was removed");
+    }
+
+    #[test]
+    fn byte_limit_refuses_growth_but_allows_replacing_and_deleting() {
+        let now = Instant::now();
+        let mut r = RetainedStore::default();
+        let one = held_size(&msg("t/1", "xxxx", None, now));
+        let max = 3 * one;
+        for i in 1..=3 {
+            assert_eq!(
+                r.set(&msg(&format!("t/{i}"), "xxxx", None, now), max, now),
+                Retained::Stored
+            );
+        }
+        assert_eq!(r.bytes(), max);
+        // A new topic would grow the store past the limit: refused, no trie node made.
+        assert_eq!(
+            r.set(&msg("t/4", "xxxx", None, now), max, now),
+            Retained::Refused
+        );
+        assert!(r.trie.get("t/4").is_none());
+        // Replacing with a message of the same size or smaller is always allowed.
+        assert_eq!(
+            r.set(&msg("t/1", "yyyy", None, now), max, now),
+            Retained::Stored
+        );
+        assert_eq!(
+            r.set(&msg("t/2", "z", None, now), max, now),
+            Retained::Stored
+        );
+        assert_eq!(r.bytes(), max - 3);
+        // A replacement that grows past the limit is refused and the stale one removed.
+        assert_eq!(
+            r.set(&msg("t/3", "xxxxxxxx", None, now), max, now),
+            Retained::Refused
+        );
+        assert_eq!(
+            topics(&r.matching("t/#", now, 10, &mut crate::level_trie::unlimited())),
+            ["t/1", "t/2"]
+        );
+        // Deleting frees room for a new topic.
+        assert_eq!(
+            r.set(&msg("t/1", "", None, now), max, now),
+            Retained::Stored
+        );
+        assert_eq!(
+            r.set(&msg("t/4", "xxxx", None, now), max, now),
+            Retained::Stored
+        );
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.bytes(), 2 * one - 3);
     }
 }

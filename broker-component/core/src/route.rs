@@ -11,7 +11,8 @@ use smallvec::SmallVec;
 use crate::broker::Broker;
 use crate::connection::{ConnRef, Output};
 use crate::message::Message;
-use crate::session::Outgoing;
+use crate::retained::Retained;
+use crate::session::{Outgoing, QueueLimit};
 use crate::topic_tree::Subscriber;
 
 /// One session's merged view of the subscriptions that matched.
@@ -48,7 +49,12 @@ impl Broker {
     ) -> Routed {
         self.metrics.messages_received.add(1);
         if msg.retain {
-            self.retained.lock().set(&msg);
+            let max = self.config.max_retained_bytes;
+            if self.retained.lock().set(&msg, max, now) == Retained::Refused {
+                // Still routed below: the publisher's message is delivered
+                // (and a QoS 1/2 one acknowledged as usual), only not kept.
+                self.metrics.retained_refused.add(1);
+            }
         }
         self.route(msg, from, now, out)
     }
@@ -109,12 +115,13 @@ impl Broker {
             let mut s = t.sub.session.lock();
             let empty = s.queue.is_empty();
             s.flow.before_enqueue(empty, now);
-            if s.queue.len() >= self.config.max_queued_messages && s.evict_qos0(outgoing.qos) {
+            let limit = QueueLimit::of(&self.config);
+            if s.no_room_for(limit, &outgoing) && s.evict_qos0(outgoing.qos) {
                 self.metrics.messages_dropped.add(1);
                 s.note_dropped("queue full, oldest QoS 0 message dropped for a QoS 1/2 one");
             }
             s.note_queued(outgoing.qos);
-            match s.enqueue(outgoing, self.config.max_queued_messages) {
+            match s.enqueue(outgoing, limit) {
                 Ok(Some(conn)) => out.wakes.push(conn),
                 Ok(None) => {}
                 Err(_) => {

@@ -14,8 +14,10 @@ use std::time::Instant;
 
 use musqratt_codec::{QoS, SubscriptionOptions, Will};
 
+use crate::config::BrokerConfig;
 use crate::connection::ConnRef;
 use crate::flow::FlowState;
+use crate::hold::held_size;
 use crate::message::Message;
 
 pub type SessionCell = parking_lot::Mutex<Session>;
@@ -23,6 +25,41 @@ pub type SessionCell = parking_lot::Mutex<Session>;
 /// The session's queue is at `limits.max_queued_messages`: the message was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueFull;
+
+/// How much a session's queue may hold: `limits.max_queued_messages`
+/// messages and `limits.max_queued_mb` bytes (`usize::MAX` = unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimit {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+impl QueueLimit {
+    pub fn of(config: &BrokerConfig) -> QueueLimit {
+        QueueLimit {
+            messages: config.max_queued_messages,
+            bytes: config.max_queued_bytes,
+        }
+    }
+}
+
+/// A bound on messages alone.
+impl From<usize> for QueueLimit {
+    fn from(messages: usize) -> QueueLimit {
+        QueueLimit {
+            messages,
+            bytes: usize::MAX,
+        }
+    }
+}
+
+/// What a queued message is charged against `limits.max_queued_mb`: the size
+/// of the shared message it pins (topic, payload, properties, overhead), as a
+/// held one is charged. Each session that queues it is charged in full: what
+/// is bounded is what one session can keep alive.
+fn queued_size(o: &Outgoing) -> usize {
+    held_size(&o.msg)
+}
 
 /// One message waiting for (or in) the client's inflight window.
 #[derive(Debug, Clone)]
@@ -71,7 +108,11 @@ pub struct Session {
     pub wake_pending: bool,
     /// Keyed by the full filter as subscribed (including `$share/group/`).
     pub subscriptions: HashMap<String, SubscriptionRecord>,
+    /// Change only through `enqueue`, `pop_queued`, `remove_queued`, `end`
+    /// and `drop_qos0`, which keep `queued_bytes` in step.
     pub queue: VecDeque<Outgoing>,
+    /// Bytes charged to `queue` (`queued_size`), bounded by `limits.max_queued_mb`.
+    queued_bytes: usize,
     /// In send order, for redelivery in order on reconnect (§4.6).
     pub inflight: VecDeque<Inflight>,
     next_packet_id: u16,
@@ -98,6 +139,7 @@ impl Session {
             wake_pending: false,
             subscriptions: HashMap::new(),
             queue: VecDeque::new(),
+            queued_bytes: 0,
             inflight: VecDeque::new(),
             next_packet_id: 1,
             incoming_qos2: HashSet::new(),
@@ -115,17 +157,54 @@ impl Session {
     pub fn enqueue(
         &mut self,
         out: Outgoing,
-        max_queued: usize,
+        limit: impl Into<QueueLimit>,
     ) -> Result<Option<ConnRef>, QueueFull> {
         if self.conn.is_none() && out.qos == QoS::AtMostOnce {
             // QoS 0 is not kept for offline sessions (as Mosquitto by default).
             return Ok(None);
         }
-        if self.queue.len() >= max_queued {
+        let size = queued_size(&out);
+        if self.queue_full(limit.into(), size) {
             return Err(QueueFull);
         }
+        self.queued_bytes += size;
         self.queue.push_back(out);
         Ok(self.wake())
+    }
+
+    /// Whether a message of `size` bytes (`queued_size`) finds no room. An
+    /// empty queue takes any message, so the byte bound never makes a message
+    /// undeliverable to a subscriber that keeps up: a session pins at most
+    /// `limit.bytes` plus one message.
+    pub fn queue_full(&self, limit: QueueLimit, size: usize) -> bool {
+        self.queue.len() >= limit.messages
+            || (!self.queue.is_empty() && self.queued_bytes.saturating_add(size) > limit.bytes)
+    }
+
+    /// Whether `out` would find no room in the queue (see `queue_full`).
+    pub fn no_room_for(&self, limit: QueueLimit, out: &Outgoing) -> bool {
+        self.queue_full(limit, queued_size(out))
+    }
+
+    /// Takes the oldest queued message.
+    pub fn pop_queued(&mut self) -> Option<Outgoing> {
+        let o = self.queue.pop_front()?;
+        self.queued_bytes -= queued_size(&o);
+        Some(o)
+    }
+
+    /// Removes queued message `i`; returns whether there was one.
+    pub fn remove_queued(&mut self, i: usize) -> bool {
+        let Some(o) = self.queue.remove(i) else {
+            return false;
+        };
+        self.queued_bytes -= queued_size(&o);
+        true
+    }
+
+    /// Bytes charged to the queue (bounded by `limits.max_queued_mb`).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
     }
 
     /// Marks a wake as pending and returns the connection to wake, once.
@@ -155,6 +234,7 @@ impl Session {
     /// outside this session's lock (lock order: tree before session).
     pub fn end(&mut self) -> Vec<String> {
         self.queue.clear();
+        self.queued_bytes = 0;
         self.inflight.clear();
         self.pending_will = None;
         self.expires_at = None;
@@ -164,5 +244,65 @@ impl Session {
     /// Drops QoS 0 messages when the client goes offline.
     pub fn drop_qos0(&mut self) {
         self.queue.retain(|o| o.qos != QoS::AtMostOnce);
+        self.queued_bytes = self.queue.iter().map(queued_size).sum();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use musqratt_codec::Properties;
+
+    fn outgoing(qos: QoS, payload: usize) -> Outgoing {
+        let head = ("t".to_owned(), Bytes::from(vec![0u8; payload]), qos, false);
+        let msg = Message::new(head, Properties::default(), 1, 0, Instant::now());
+        Outgoing {
+            msg: Arc::new(msg),
+            qos,
+            retain: false,
+            sub_ids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn queued_bytes_bound_the_queue_and_follow_every_removal() {
+        let mut s = Session::new(1, Arc::from("c"), 0);
+        let one = queued_size(&outgoing(QoS::AtLeastOnce, 1000));
+        let limit = QueueLimit {
+            messages: 100,
+            bytes: 2 * one,
+        };
+        // An empty queue takes any message, even one over the byte limit.
+        let big = outgoing(QoS::AtLeastOnce, 10 * one);
+        let big_size = queued_size(&big);
+        assert!(s.enqueue(big, limit).is_ok());
+        assert_eq!(
+            s.enqueue(outgoing(QoS::AtLeastOnce, 1000), limit),
+            Err(QueueFull)
+        );
+        assert!(s.pop_queued().is_some());
+        assert_eq!(s.queued_bytes(), 0);
+        assert!(big_size > limit.bytes);
+        s.enqueue(outgoing(QoS::AtLeastOnce, 1000), limit).unwrap();
+        s.enqueue(outgoing(QoS::AtLeastOnce, 1000), limit).unwrap();
+        assert_eq!(s.queued_bytes(), 2 * one);
+        assert_eq!(
+            s.enqueue(outgoing(QoS::AtLeastOnce, 1), limit),
+            Err(QueueFull)
+        );
+        assert!(s.remove_queued(0));
+        assert!(!s.remove_queued(5));
+        assert_eq!(s.queued_bytes(), one);
+        s.conn = Some(ConnRef {
+            worker: 0,
+            slot: 0,
+            serial: 1,
+        });
+        s.enqueue(outgoing(QoS::AtMostOnce, 1000), limit).unwrap();
+        s.drop_qos0();
+        assert_eq!((s.queue.len(), s.queued_bytes()), (1, one));
+        s.end();
+        assert_eq!(s.queued_bytes(), 0);
     }
 }

@@ -44,6 +44,10 @@ impl Broker {
                 self.held_message_count().to_string(),
             ),
             ("$SYS/broker/messages/dropped", counter(&m.messages_dropped)),
+            (
+                "$SYS/broker/messages/retained/refused",
+                counter(&m.retained_refused),
+            ),
             ("$SYS/broker/bytes/received", counter(&m.bytes_received)),
             ("$SYS/broker/bytes/sent", counter(&m.bytes_sent)),
         ];
@@ -57,8 +61,10 @@ impl Broker {
                 expires_at: None,
                 publisher: 0,
             };
-            // Not counted as received: they do not come from clients.
-            self.retained.lock().set(&Arc::new(msg));
+            // Not counted as received: they do not come from clients. Never
+            // refused: a small fixed set, replaced in place, that must not
+            // vanish because a client filled the store.
+            self.retained.lock().set(&Arc::new(msg), usize::MAX, now);
         }
         self.route_sys(now, out);
     }

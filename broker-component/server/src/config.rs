@@ -501,6 +501,9 @@ impl Cx<'_> {
             "packet_timeout_secs",
             "max_outbound_aliases",
             "max_outbound_alias_bytes",
+            "max_subscriptions_per_client",
+            "max_retained_mb",
+            "max_queued_mb",
         ];
         for (k, v) in entries(self.table(key, item, "limits")?) {
             match k.get() {
@@ -582,6 +585,22 @@ impl Cx<'_> {
                         "limits.max_outbound_alias_bytes",
                         0..=i64::from(u32::MAX),
                     )? as usize
+                }
+                "max_subscriptions_per_client" => {
+                    // 0 = unlimited.
+                    let key = "limits.max_subscriptions_per_client";
+                    let n = self.int(k, v, key, 0..=i64::from(u32::MAX))? as usize;
+                    s.broker.max_subscriptions_per_client = if n == 0 { usize::MAX } else { n }
+                }
+                "max_retained_mb" => {
+                    // MiB of retained messages, charged like hold.max_total_mb.
+                    let mb = self.int(k, v, "limits.max_retained_mb", 1..=1 << 20)?;
+                    s.broker.max_retained_bytes = (mb as usize) << 20
+                }
+                "max_queued_mb" => {
+                    // 0 = unlimited (the default): max_queued_messages alone bounds the queue.
+                    let mb = self.int(k, v, "limits.max_queued_mb", 0..=1 << 20)? as usize;
+                    s.broker.max_queued_bytes = if mb == 0 { usize::MAX } else { mb << 20 }
                 }
                 other => return Err(self.unknown(k, &format!("limits.{other}"), KNOWN)),
             }

@@ -66,7 +66,7 @@ fn queue(s: &mut Session, n: usize, now: Instant) {
 /// Moves `n` messages off the queue as `drain` does.
 fn drain(s: &mut Session, n: usize, c: &BrokerConfig, now: Instant) -> Vec<ConnRef> {
     for _ in 0..n {
-        s.queue.pop_front();
+        s.pop_queued();
     }
     let mut resumes = Vec::new();
     s.drained(n, c, now, &mut resumes);

@@ -314,3 +314,48 @@ fn outbound_alias_limits() {
         "{e}"
     );
 }
+
+#[test]
+fn subscription_and_retained_limits() {
+    let d = Settings::default().broker;
+    assert_eq!(d.max_subscriptions_per_client, 100_000);
+    assert_eq!(d.max_retained_bytes, 64 << 20);
+    let s = Settings::parse(
+        "f",
+        "[limits]\nmax_subscriptions_per_client = 3\nmax_retained_mb = 2\n",
+    )
+    .unwrap();
+    assert_eq!(s.broker.max_subscriptions_per_client, 3);
+    assert_eq!(s.broker.max_retained_bytes, 2 << 20);
+    let s = Settings::parse("f", "[limits]\nmax_subscriptions_per_client = 0\n").unwrap();
+    assert_eq!(
+        s.broker.max_subscriptions_per_client,
+        usize::MAX,
+        "0 = unlimited"
+    );
+    assert_eq!(
+        err("[limits]\n\nmax_subscriptions_per_client = -1\n"),
+        "musqratt.toml:3: key 'limits.max_subscriptions_per_client': expected an integer 0..=4294967295, found -1"
+    );
+    assert_eq!(
+        err("[limits]\nmax_retained_mb = 0\n"),
+        "musqratt.toml:2: key 'limits.max_retained_mb': expected an integer 1..=1048576, found 0"
+    );
+    assert_eq!(
+        err("[limits]\nmax_retained_mb = \"64\"\n"),
+        "musqratt.toml:2: key 'limits.max_retained_mb': expected an integer 1..=1048576, found \"64\""
+    );
+}
+
+#[test]
+fn queued_bytes_limit() {
+    assert_eq!(Settings::default().broker.max_queued_bytes, usize::MAX);
+    let s = Settings::parse("f", "[limits]\nmax_queued_mb = 3\n").unwrap();
+    assert_eq!(s.broker.max_queued_bytes, 3 << 20);
+    let s = Settings::parse("f", "[limits]\nmax_queued_mb = 0\n").unwrap();
+    assert_eq!(s.broker.max_queued_bytes, usize::MAX, "0 = unlimited");
+    assert_eq!(
+        err("[limits]\nmax_queued_mb = 1048577\n"),
+        "musqratt.toml:2: key 'limits.max_queued_mb': expected an integer 0..=1048576, found 1048577"
+    );
+}
