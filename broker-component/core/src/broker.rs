@@ -101,7 +101,7 @@ impl Broker {
     }
 
     /// Topics that exist now: filters with subscribers plus topics with held
-    /// messages (DESIGN §3, `$SYS/broker/topics/count`).
+    /// messages (docs/design.md §3, `$SYS/broker/topics/count`).
     pub fn topic_count(&self) -> usize {
         self.topics_read().filter_count() + self.hold.lock().topic_count()
     }
@@ -333,7 +333,7 @@ impl Broker {
     }
 }
 
-/// Topics under `$SYS`, which only the broker publishes (DESIGN §3).
+/// Topics under `$SYS`, which only the broker publishes (docs/design.md §3).
 pub(crate) fn is_sys_topic(topic: &str) -> bool {
     topic == "$SYS" || topic.starts_with("$SYS/")
 }

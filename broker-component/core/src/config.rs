@@ -5,10 +5,10 @@ use std::time::Duration;
 /// The largest high watermark (see [`BrokerConfig::queue_high_watermark`]).
 const MAX_HIGH_WATERMARK: usize = 1000;
 
-/// Broker settings; `Default` gives the documented defaults of DESIGN.md §5.
+/// Broker settings; `Default` gives the documented defaults of docs/design.md §5.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerConfig {
-    /// Hold messages published to topics nobody subscribes to (DESIGN.md §3).
+    /// Hold messages published to topics nobody subscribes to (docs/design.md §3).
     pub hold_enabled: bool,
     /// Per-topic bound of the hold queue; the oldest message is dropped beyond it.
     pub hold_max_messages_per_topic: usize,

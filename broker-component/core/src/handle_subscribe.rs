@@ -1,6 +1,6 @@
 //! SUBSCRIBE and UNSUBSCRIBE (§3.8, §3.10). After the SUBACK go, in order:
 //! the retained messages (per Retain Handling), then the held messages of
-//! every matching topic (DESIGN §3), all at min(message QoS, granted QoS).
+//! every matching topic (docs/design.md §3), all at min(message QoS, granted QoS).
 
 use std::sync::Arc;
 use std::time::Instant;

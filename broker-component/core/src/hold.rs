@@ -1,4 +1,4 @@
-//! Hold queues (DESIGN.md §3): a PUBLISH that matches no subscription is kept
+//! Hold queues (docs/design.md §3): a PUBLISH that matches no subscription is kept
 //! per topic until a matching SUBSCRIBE is acknowledged, then delivered once.
 //!
 //! Bounded twice: per topic (`hold.max_messages_per_topic`) and broker-wide in

@@ -1,6 +1,6 @@
 //! Routing a PUBLISH: match it against the subscription tree, queue it on every
 //! matching session once (overlapping subscriptions merge: highest QoS, every
-//! Subscription Identifier), and hold it when nothing matches (DESIGN §3).
+//! Subscription Identifier), and hold it when nothing matches (docs/design.md §3).
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -2,7 +2,7 @@
 //!
 //! Read-mostly: every PUBLISH walks it under a shared read lock; SUBSCRIBE and
 //! UNSUBSCRIBE take the write lock briefly. A node whose last subscriber leaves
-//! is removed with its empty ancestors — the topic ceases to exist (DESIGN §3).
+//! is removed with its empty ancestors — the topic ceases to exist (docs/design.md §3).
 //! The trie itself, and why every walk over it is a loop, is `level_trie`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

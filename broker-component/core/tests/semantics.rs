@@ -1,4 +1,4 @@
-//! Our semantics (DESIGN.md §3) and MQTT's timers, with explicit time — no
+//! Our semantics (docs/design.md §3) and MQTT's timers, with explicit time — no
 //! sleeps: held messages, message expiry, topic expiry, session expiry,
 //! keep-alive, wills with will delay, `$SYS`.
 

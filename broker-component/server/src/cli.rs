@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md §4, a contract): `serve`, and the clients `shell`, `pub`, `sub`
+//! The command line (docs/design.md §4, a contract): `serve`, and the clients `shell`, `pub`, `sub`
 //! (docs/cli.md). The clients follow mosquitto_pub/mosquitto_sub: `-h` is the host, help is
 //! `--help`.
 

@@ -1,4 +1,4 @@
-//! The server's settings: defaults, the TOML file of DESIGN.md §5, and the
+//! The server's settings: defaults, the TOML file of docs/design.md §5, and the
 //! mapping into the protocol core's [`BrokerConfig`].
 //!
 //! The file is read with `toml_edit` (not serde) because every error must name

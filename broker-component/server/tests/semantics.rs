@@ -1,4 +1,4 @@
-//! MusQraTT's own semantics on top of MQTT (DESIGN.md §3): held messages, message expiry, `$SYS`.
+//! MusQraTT's own semantics on top of MQTT (docs/design.md §3): held messages, message expiry, `$SYS`.
 //! Driven with the Mosquitto command line clients.
 
 mod common;

@@ -1,5 +1,5 @@
 //! The client side of the `musqratt` binary: `musqratt shell`, `musqratt pub` and `musqratt sub`
-//! (DESIGN.md §4, docs/cli.md), on our own MQTT client over `musqratt-codec`.
+//! (docs/design.md §4, docs/cli.md), on our own MQTT client over `musqratt-codec`.
 //!
 //! - [`session`]: one MQTT connection (CONNECT, requests and their acks, a reader thread);
 //! - `reader`: the reader thread of a connection;

@@ -1,4 +1,4 @@
-"""MusQraTT's own semantics (DESIGN.md §3) and MQTT 5 features, with paho-mqtt 2.x."""
+"""MusQraTT's own semantics (docs/design.md §3) and MQTT 5 features, with paho-mqtt 2.x."""
 
 import time
 
