@@ -5,9 +5,18 @@
 
 mod common;
 
-use common::raw::{self, packet, string, Raw, Read1, Version, Version::*};
+use common::raw::{packet, string, Raw, Read1, Version, Version::*};
 use common::*;
+use musqratt_test_support::hostile::{
+    ack_codes, expect_packet_kind as expect_kind, publish_flags as publish,
+    subscribe_filters as subscribe, unsubscribe_filters as unsubscribe,
+};
 use musqratt_test_support::{hostile, scratch_dir};
+
+/// A fresh client's QoS 1 round trip on every worker, and the process still running.
+fn survives(broker: &mut Broker, context: &str) {
+    hostile::survives(broker, WORKERS, context);
+}
 
 const WORKERS: usize = 2;
 
@@ -16,12 +25,6 @@ fn broker_with_config(tag: &str, conf: &str) -> Broker {
     let path = scratch_dir(tag).join("musqratt.toml");
     std::fs::write(&path, conf).expect("write config");
     broker_with_args(&["--workers", "2", "-c", path.to_str().unwrap()])
-}
-
-/// A fresh client's QoS 1 round trip on every worker, and the process still running.
-fn survives(broker: &mut Broker, context: &str) {
-    hostile::round_trip_every_worker(broker.port(), WORKERS, context);
-    assert!(broker.is_running(), "{context}: the broker process died");
 }
 
 /// CONNECT with a chosen clean-start flag (and, for v5, Session Expiry Interval when persistent).
@@ -70,54 +73,6 @@ fn connected(port: u16, v: Version, client_id: &str, clean: bool) -> (Raw, bool)
     (c, present)
 }
 
-/// SUBSCRIBE with several filters, each with its options byte (QoS, No Local = 0x04).
-fn subscribe(v: Version, packet_id: u16, filters: &[(&str, u8)]) -> Vec<u8> {
-    let mut body = packet_id.to_be_bytes().to_vec();
-    if v == V5 {
-        body.push(0);
-    }
-    for (f, opts) in filters {
-        body.extend(string(f.as_bytes()));
-        body.push(*opts);
-    }
-    packet(0x82, &body)
-}
-
-fn unsubscribe(v: Version, packet_id: u16, filters: &[&str]) -> Vec<u8> {
-    let mut body = packet_id.to_be_bytes().to_vec();
-    if v == V5 {
-        body.push(0);
-    }
-    for f in filters {
-        body.extend(string(f.as_bytes()));
-    }
-    packet(0xa2, &body)
-}
-
-/// PUBLISH with QoS and RETAIN as given.
-fn publish(v: Version, topic: &str, payload: &[u8], qos: u8, retain: bool) -> Vec<u8> {
-    let mut body = string(topic.as_bytes());
-    if qos > 0 {
-        body.extend_from_slice(&1u16.to_be_bytes());
-    }
-    if v == V5 {
-        body.push(0);
-    }
-    body.extend_from_slice(payload);
-    packet(0x30 | (qos << 1) | u8::from(retain), &body)
-}
-
-/// Reads until a packet of `kind` arrives (skipping others, e.g. deliveries); panics otherwise.
-fn expect_kind(c: &mut Raw, kind: u8, what: &str) -> raw::Packet {
-    loop {
-        match c.read(WAIT) {
-            Read1::Packet(p) if p.kind() == kind => return p,
-            Read1::Packet(_) => {}
-            other => panic!("expected {what}, got {other:?}"),
-        }
-    }
-}
-
 /// Reads (and skips) packets until the broker closes the connection.
 fn expect_closed_after_deliveries(c: &mut Raw) {
     loop {
@@ -127,16 +82,6 @@ fn expect_closed_after_deliveries(c: &mut Raw) {
             Read1::TimedOut => panic!("expected the broker to close the connection"),
         }
     }
-}
-
-/// The reason codes of a SUBACK / UNSUBACK body (packet id, v5 properties, then the codes).
-fn ack_codes(v: Version, body: &[u8]) -> Vec<u8> {
-    let mut at = 2;
-    if v == V5 {
-        let (len, n) = raw::read_varint(&body[at..]);
-        at += n + len;
-    }
-    body[at..].to_vec()
 }
 
 /// Sends a QoS 1 PUBLISH and waits for its PUBACK: every packet this connection sent before it

@@ -97,3 +97,68 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|n| n.parse().ok())
         .expect("VmRSS in /proc/PID/status")
 }
+
+/// [`round_trip_every_worker`], then asserts the broker process is still running.
+pub fn survives(broker: &mut crate::Broker, workers: usize, context: &str) {
+    round_trip_every_worker(broker.port(), workers, context);
+    assert!(broker.is_running(), "{context}: the broker process died");
+}
+
+/// SUBSCRIBE with several filters, each with its options byte (QoS, and v5 flags).
+pub fn subscribe_filters(v: Version, packet_id: u16, filters: &[(&str, u8)]) -> Vec<u8> {
+    let mut body = packet_id.to_be_bytes().to_vec();
+    if v == Version::V5 {
+        body.push(0); // properties: none
+    }
+    for (f, opts) in filters {
+        body.extend(string(f.as_bytes()));
+        body.push(*opts);
+    }
+    packet(0x82, &body)
+}
+
+/// UNSUBSCRIBE with several filters.
+pub fn unsubscribe_filters(v: Version, packet_id: u16, filters: &[&str]) -> Vec<u8> {
+    let mut body = packet_id.to_be_bytes().to_vec();
+    if v == Version::V5 {
+        body.push(0); // properties: none
+    }
+    for f in filters {
+        body.extend(string(f.as_bytes()));
+    }
+    packet(0xa2, &body)
+}
+
+/// PUBLISH with QoS and RETAIN as given (packet id 1 at QoS > 0).
+pub fn publish_flags(v: Version, topic: &str, payload: &[u8], qos: u8, retain: bool) -> Vec<u8> {
+    let mut body = string(topic.as_bytes());
+    if qos > 0 {
+        body.extend_from_slice(&1u16.to_be_bytes());
+    }
+    if v == Version::V5 {
+        body.push(0); // properties: none
+    }
+    body.extend_from_slice(payload);
+    packet(0x30 | (qos << 1) | u8::from(retain), &body)
+}
+
+/// Reads until a packet of `kind` arrives (skipping others, e.g. deliveries); panics otherwise.
+pub fn expect_packet_kind(c: &mut Raw, kind: u8, what: &str) -> raw::Packet {
+    loop {
+        match c.read(crate::WAIT) {
+            Read1::Packet(p) if p.kind() == kind => return p,
+            Read1::Packet(_) => {}
+            other => panic!("expected {what}, got {other:?}"),
+        }
+    }
+}
+
+/// The reason codes of a SUBACK / UNSUBACK body (packet id, v5 properties, then the codes).
+pub fn ack_codes(v: Version, body: &[u8]) -> Vec<u8> {
+    let mut at = 2;
+    if v == Version::V5 {
+        let (len, n) = raw::read_varint(body.get(at..).unwrap_or_default());
+        at += n + len;
+    }
+    body.get(at..).unwrap_or_default().to_vec()
+}
