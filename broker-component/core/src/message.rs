@@ -1,6 +1,7 @@
 //! An application message as the broker stores it: decoded once, shared by
-//! every subscriber through an `Arc`, payload in `Bytes` (never copied per
-//! subscriber).
+//! every subscriber through an `Arc`, payload in `Bytes` (no copy per
+//! subscriber in the queues; each delivery encodes it once into the worker's
+//! transmit buffer, docs/architecture.md "Where bytes are copied").
 
 use std::time::{Duration, Instant};
 

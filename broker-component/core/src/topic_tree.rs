@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use musqratt_codec::SubscriptionOptions;
+use smallvec::{smallvec, SmallVec};
 
 use crate::level_trie::{LevelTrie, Node};
 use crate::session::SessionCell;
@@ -142,7 +143,11 @@ impl TopicTree {
         // (filter node, the part of the topic below it: None once every level
         // is consumed). Each node sits at one depth, so it is visited at most
         // once; levels are split as the walk goes, without allocating.
-        let mut stack: Vec<(&'a Node<Subs>, Option<&str>)> = vec![(self.trie.root(), Some(topic))];
+        // Inline room for the usual few branches: no allocation per PUBLISH
+        // (this runs for every message); a deep or wildcard-heavy tree spills
+        // to the heap.
+        let mut stack: SmallVec<[(&'a Node<Subs>, Option<&str>); 8]> =
+            smallvec![(self.trie.root(), Some(topic))];
         while let Some((node, rest)) = stack.pop() {
             let first = std::ptr::eq(node, self.trie.root());
             let wildcards_allowed = !(dollar && first);
