@@ -11,17 +11,15 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::level_trie::LevelTrie;
+use crate::log_limit::LogLimit;
 use crate::message::Message;
 
 /// Bytes a held message is charged beyond its topic, payload and properties:
 /// the `Message` and its `Arc`, the queue slot and the two index entries.
 const HELD_OVERHEAD: usize = 192;
-
-/// At most one log line per this long while `hold.max_total_mb` drops messages.
-const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The hold limits of `BrokerConfig`.
 #[derive(Debug, Clone, Copy)]
@@ -54,8 +52,7 @@ pub(crate) struct HoldQueues {
     /// Held messages that can expire, by deadline.
     expiries: BTreeSet<(Instant, u64)>,
     /// Dropped for `max_total_mb` since the last log line.
-    unlogged_drops: u64,
-    next_drop_log: Option<Instant>,
+    drop_log: LogLimit,
 }
 
 /// What a held message costs: topic, payload and forwarded properties, plus
@@ -123,15 +120,12 @@ impl HoldQueues {
             }
         }
         if evicted > 0 {
-            self.unlogged_drops += evicted as u64;
-            if self.next_drop_log.is_none_or(|t| now >= t) {
+            if let Some(dropped) = self.drop_log.note(evicted as u64, now) {
                 tracing::warn!(
-                    dropped = self.unlogged_drops,
+                    dropped,
                     held_bytes = self.bytes,
                     "hold.max_total_mb reached: oldest held messages dropped"
                 );
-                self.unlogged_drops = 0;
-                self.next_drop_log = Some(now + DROP_LOG_INTERVAL);
             }
         }
         per_topic_drops + evicted

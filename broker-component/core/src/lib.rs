@@ -47,6 +47,7 @@ mod handle_publish;
 mod handle_subscribe;
 mod hold;
 mod level_trie;
+mod log_limit;
 mod retained;
 mod route;
 mod sys;

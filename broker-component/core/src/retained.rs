@@ -11,14 +11,12 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::hold::held_size;
 use crate::level_trie::{LevelTrie, Walk};
+use crate::log_limit::LogLimit;
 use crate::message::Message;
-
-/// At most one log line per this long while `limits.max_retained_mb` refuses messages.
-const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub(crate) struct RetainedStore {
@@ -27,8 +25,7 @@ pub(crate) struct RetainedStore {
     /// Bytes charged to the stored messages (bounded by `limits.max_retained_mb`).
     bytes: usize,
     /// Refused since the last log line.
-    unlogged_refusals: u64,
-    next_refusal_log: Option<Instant>,
+    refusal_log: LogLimit,
 }
 
 /// What became of a retained PUBLISH.
@@ -106,19 +103,15 @@ impl RetainedStore {
         }
     }
 
-    /// Logs refusals at most once per `REFUSAL_LOG_INTERVAL`, with how many
-    /// there were since the last line: a client retaining on a million new
-    /// topics must not write a million log lines.
+    /// Logs refusals rate-limited (`LogLimit`): a client retaining on a
+    /// million new topics must not write a million log lines.
     fn note_refused(&mut self, now: Instant) {
-        self.unlogged_refusals += 1;
-        if self.next_refusal_log.is_none_or(|t| now >= t) {
+        if let Some(refused) = self.refusal_log.note(1, now) {
             tracing::warn!(
-                refused = self.unlogged_refusals,
+                refused,
                 retained_bytes = self.bytes,
                 "limits.max_retained_mb reached: retained PUBLISH delivered but not retained"
             );
-            self.unlogged_refusals = 0;
-            self.next_refusal_log = Some(now + REFUSAL_LOG_INTERVAL);
         }
     }
 

@@ -4,6 +4,7 @@
 use super::*;
 use bytes::Bytes;
 use musqratt_codec::{Properties, QoS};
+use std::time::Duration;
 
 const ROOMY: HoldLimits = HoldLimits {
     per_topic: 1000,
