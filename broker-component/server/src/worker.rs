@@ -421,13 +421,7 @@ impl Worker {
                 .iter()
                 .any(|l| l.slot == slot && l.serial == serial)
             {
-                self.lingering.push(Linger {
-                    slot,
-                    serial,
-                    deadline: now + LINGER,
-                    drained: 0,
-                });
-                self.due_at(now + LINGER);
+                self.linger(slot, serial, now + LINGER);
             }
         }
         if let Some(t) = deadline {

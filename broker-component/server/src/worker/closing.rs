@@ -92,16 +92,22 @@ impl Worker {
         if c.half_close().is_err() {
             return self.remove(slot, now); // already reset by the peer
         }
+        self.linger(slot, serial, now + DRAIN_FOR);
+        // The client may have closed already, its FIN's edge consumed.
+        self.drain(slot, now);
+    }
+
+    /// Gives a closing connection until `deadline` to flush or drain (then
+    /// the sweep drops it), replacing any earlier deadline of that slot.
+    pub(super) fn linger(&mut self, slot: usize, serial: u64, deadline: Instant) {
         self.lingering.retain(|l| l.slot != slot);
         self.lingering.push(Linger {
             slot,
             serial,
-            deadline: now + DRAIN_FOR,
+            deadline,
             drained: 0,
         });
-        self.due_at(now + DRAIN_FOR);
-        // The client may have closed already, its FIN's edge consumed.
-        self.drain(slot, now);
+        self.due_at(deadline);
     }
 
     /// Discards a draining connection's input; closes it at the client's EOF
