@@ -457,8 +457,14 @@ impl Worker {
         self.after(slot, now);
     }
 
-    /// Lets a paused publisher read again: first the bytes it kept, then the
-    /// socket (edge-triggered readiness will not report bytes already there).
+    /// Lets a paused publisher read again: first the bytes it kept, now; the
+    /// socket on the next loop iteration (edge-triggered readiness will not
+    /// report bytes already there). Not now: a resume comes from the drain of
+    /// the subscriber that paused it, and reading at once would pause it again
+    /// and drain again, a cycle inside `run_local` that never returns to
+    /// `epoll_wait` while the publisher keeps sending — every other connection
+    /// of the worker starved (found with `make bench` pairs: subscribers saw
+    /// nothing for seconds).
     fn resume(&mut self, slot: usize, now: Instant) {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
@@ -476,7 +482,9 @@ impl Worker {
             self.after(slot, now);
             self.track_pause(slot, now);
         } else {
-            self.on_ready(slot, ReadMode::Drain, false, now);
+            let serial = c.core.conn_ref().serial;
+            self.after(slot, now);
+            self.unfinished.push((slot, serial));
         }
     }
 
