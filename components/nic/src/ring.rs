@@ -1,0 +1,155 @@
+//! Two ports joined by two `rte_ring`s (`rte_eth_from_rings`): what A sends B receives and the
+//! other way round. An in-process "wire" for tests without any network namespace.
+
+use std::ffi::CString;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use musqratt_dpdk_sys as sys;
+
+use crate::eal::{last_rte_error, Eal};
+use crate::error::NicError;
+use crate::pool::Pool;
+use crate::port::{Claim, Port, PortConfig};
+
+/// Slots per ring (a power of two; one slot stays empty, so 1023 frames in flight).
+const RING_SLOTS: u32 = 1024;
+/// Longest `name` for a ring pair: ring names add "_ab" and must fit RTE_RING_NAMESIZE (29).
+const MAX_NAME: usize = 20;
+
+/// The two rings and the pool their mbufs come from. Both ports hold it; the last one to close
+/// frees the mbufs still in flight, then the rings, then (by dropping its Arc) the pool.
+pub(crate) struct RingPairShared {
+    ab: NonNull<sys::rte_ring>,
+    ba: NonNull<sys::rte_ring>,
+    _pool: Arc<Pool>,
+}
+
+// SAFETY: the rings are only touched by the ring PMD through the two ports (each used by one
+// thread at a time) and by Drop, which runs after both ports are closed.
+unsafe impl Send for RingPairShared {}
+// SAFETY: RingPairShared offers no method; shared references cannot touch the rings.
+unsafe impl Sync for RingPairShared {}
+
+impl Drop for RingPairShared {
+    fn drop(&mut self) {
+        for ring in [self.ab, self.ba] {
+            let mut objs = [std::ptr::null_mut::<std::ffi::c_void>(); 64];
+            loop {
+                // SAFETY: both ports are closed, so nobody else uses the ring; objs has room
+                // for 64 pointers.
+                let n = unsafe {
+                    sys::musqratt_rte_ring_dequeue_burst(ring.as_ptr(), objs.as_mut_ptr(), 64)
+                };
+                if n == 0 {
+                    break;
+                }
+                // SAFETY: the ring PMD enqueues only mbufs of our pool (still alive: _pool
+                // drops after this body); each was sent and never received, so we own it.
+                unsafe {
+                    sys::musqratt_rte_pktmbuf_free_bulk(objs.as_mut_ptr().cast(), n);
+                }
+            }
+            // SAFETY: created by rte_ring_create, empty, referenced by no port any more.
+            unsafe { sys::rte_ring_free(ring.as_ptr()) };
+        }
+    }
+}
+
+/// Creates ports "NAME_a" and "NAME_b" over two rings, set up with `PortConfig::default()` and
+/// one shared pool. `name` is 1..=20 characters, unique in the process.
+pub fn ring_pair(eal: &Eal, name: &str) -> Result<(Port, Port), NicError> {
+    ring_pair_with(eal, name, &PortConfig::default())
+}
+
+/// `ring_pair` with explicit port parameters (`config.mbufs` sizes the one pool both share).
+pub fn ring_pair_with(
+    eal: &Eal,
+    name: &str,
+    config: &PortConfig,
+) -> Result<(Port, Port), NicError> {
+    if name.is_empty()
+        || name.len() > MAX_NAME
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(NicError::Config(format!(
+            "ring pair name {name:?}: 1..={MAX_NAME} ASCII letters, digits or '_'"
+        )));
+    }
+    // SAFETY: rte_socket_id reads a thread-local; valid after EAL init.
+    let socket = unsafe { sys::rte_socket_id() } as i32;
+    let pool = Pool::create(&eal.inner, name, config.mbufs, config.mbuf_cache, socket)?;
+    let ab = create_ring(&format!("{name}_ab"), socket)?;
+    let ba = match create_ring(&format!("{name}_ba"), socket) {
+        Ok(r) => r,
+        Err(e) => {
+            // SAFETY: ab was just created and is used by nothing.
+            unsafe { sys::rte_ring_free(ab.as_ptr()) };
+            return Err(e);
+        }
+    };
+    let shared = Arc::new(RingPairShared {
+        ab,
+        ba,
+        _pool: pool.clone(),
+    });
+    // A sends on ab and receives on ba; B the other way round.
+    let a = ring_port(eal, &format!("{name}_a"), ba, ab, &pool, &shared, config)?;
+    let b = ring_port(eal, &format!("{name}_b"), ab, ba, &pool, &shared, config)?;
+    Ok((a, b))
+}
+
+fn create_ring(name: &str, socket: i32) -> Result<NonNull<sys::rte_ring>, NicError> {
+    let c_name = CString::new(name).expect("validated name has no NUL");
+    // Single producer / single consumer: each ring has one sending and one receiving port,
+    // and a port is used by one thread at a time.
+    let flags = (sys::MUSQRATT_RING_F_SP_ENQ | sys::MUSQRATT_RING_F_SC_DEQ) as u32;
+    // SAFETY: EAL initialised (the caller holds an Eal); c_name valid; DPDK copies it.
+    let ring = unsafe { sys::rte_ring_create(c_name.as_ptr(), RING_SLOTS, socket, flags) };
+    NonNull::new(ring).ok_or_else(|| NicError::Port {
+        port: name.to_owned(),
+        op: "rte_ring_create",
+        reason: last_rte_error(),
+    })
+}
+
+fn ring_port(
+    eal: &Eal,
+    name: &str,
+    rx: NonNull<sys::rte_ring>,
+    tx: NonNull<sys::rte_ring>,
+    pool: &Arc<Pool>,
+    shared: &Arc<RingPairShared>,
+    config: &PortConfig,
+) -> Result<Port, NicError> {
+    let c_name = CString::new(name).expect("validated name has no NUL");
+    let rx_rings = [rx.as_ptr()];
+    let tx_rings = [tx.as_ptr()];
+    // SAFETY: the arrays hold one live ring each, which outlive the port (it holds `shared`);
+    // DPDK copies the name.
+    let id = unsafe {
+        sys::rte_eth_from_rings(
+            c_name.as_ptr(),
+            rx_rings.as_ptr(),
+            1,
+            tx_rings.as_ptr(),
+            1,
+            sys::rte_socket_id(),
+        )
+    };
+    let id = u16::try_from(id).map_err(|_| NicError::Port {
+        port: name.to_owned(),
+        op: "rte_eth_from_rings",
+        reason: last_rte_error(),
+    })?;
+    let claim = Claim::take(id, name)?;
+    Port::set_up(
+        &eal.inner,
+        id,
+        name.to_owned(),
+        claim,
+        pool.clone(),
+        Some(shared.clone()),
+        config,
+    )
+}
