@@ -39,7 +39,7 @@ fn main() {
     build.compile("musqratt_dpdk_shim");
 
     // Shared DPDK libraries. Poll-mode drivers are not linked: EAL dlopens them at run time
-    // from Debian's pmds directory. The one exception is net_ring, whose rte_eth_from_rings
+    // from Debian's pmds directory. The exception is net_ring, whose rte_eth_from_rings
     // we call directly (its .so in /usr/lib is a symlink into the pmds directory, so EAL's
     // dlopen of the plugin finds the same, already loaded object).
     for lib in &libs {
@@ -49,7 +49,9 @@ fn main() {
             println!("cargo:rustc-link-lib=dylib={name}");
         }
     }
+    // Likewise the vdev bus, for rte_vdev_uninit (removing a ring pair's devices).
     println!("cargo:rustc-link-lib=dylib=rte_net_ring");
+    println!("cargo:rustc-link-lib=dylib=rte_bus_vdev");
 
     let mut bindings = bindgen::Builder::default()
         .header("src/shim.h")
@@ -93,10 +95,13 @@ fn main() {
         "rte_mempool_free",
         "rte_ring_create",
         "rte_ring_free",
+        "rte_vdev_uninit",
     ] {
         bindings = bindings.allowlist_function(f);
     }
-    let bindings = bindings.generate().unwrap_or_else(|e| panic!("bindgen over DPDK headers: {e}"));
+    let bindings = bindings
+        .generate()
+        .unwrap_or_else(|e| panic!("bindgen over DPDK headers: {e}"));
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     bindings
         .write_to_file(out.join("bindings.rs"))

@@ -123,6 +123,8 @@ impl Eal {
             eprint!("{log_text}");
         }
         if ret < 0 {
+            // A failed init may already have created its runtime directory: do not leave it.
+            remove_runtime_dir(runtime_dir().as_deref(), &file_prefix(args));
             return Err(NicError::EalInit {
                 reason: rte_strerror(err),
                 culprit: find_culprit(args, &log_text),
@@ -134,10 +136,12 @@ impl Eal {
             file_prefix: file_prefix(args),
             runtime_dir: runtime_dir(),
         };
-        // getopt moved what EAL did not consume to argv[ret..argc]: an argument the EAL did not
-        // understand as its own must not be silently ignored.
-        if ret < argc {
-            let leftover: Vec<String> = argv[ret as usize..argc as usize]
+        // rte_eal_init returns how many arguments it parsed after argv[0]; getopt moved what
+        // it did not consume to argv[ret + 1..argc]. An argument the EAL did not take as its
+        // own must not be silently ignored.
+        let parsed = ret as usize + 1;
+        if parsed < argc as usize {
+            let leftover: Vec<String> = argv[parsed..argc as usize]
                 .iter()
                 // SAFETY: every entry below argc is one of our leaked, NUL-terminated strings
                 // (getopt only permutes the array).
@@ -180,11 +184,15 @@ impl Drop for EalInner {
         // SAFETY: the EAL was initialised (an EalInner exists only after a successful
         // rte_eal_init) and this is the last reference: no port or pool is alive any more.
         unsafe { sys::rte_eal_cleanup() };
-        if let Some(dir) = &self.runtime_dir {
-            // Only a directory named after our prefix: never remove anything else.
-            if dir.file_name().and_then(|n| n.to_str()) == Some(self.file_prefix.as_str()) {
-                let _ = std::fs::remove_dir_all(dir);
-            }
+        remove_runtime_dir(self.runtime_dir.as_deref(), &self.file_prefix);
+    }
+}
+
+/// Removes the EAL runtime directory, but only one named after our prefix: never anything else.
+fn remove_runtime_dir(dir: Option<&Path>, prefix: &str) {
+    if let Some(dir) = dir {
+        if dir.file_name().and_then(|n| n.to_str()) == Some(prefix) {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -325,13 +333,23 @@ mod tests {
     #[test]
     fn culprit_unknown_short_option_and_missing_value() {
         assert_eq!(find_culprit(&s(&["-l", "0", "-x"]), ""), Some("-x".into()));
-        assert_eq!(find_culprit(&s(&["--no-huge", "-l"]), ""), Some("-l".into()));
+        assert_eq!(
+            find_culprit(&s(&["--no-huge", "-l"]), ""),
+            Some("-l".into())
+        );
         assert_eq!(find_culprit(&s(&["--vdev"]), ""), Some("--vdev".into()));
     }
 
     #[test]
     fn culprit_from_log_names_the_device() {
-        let args = s(&["--no-huge", "-l", "0", "--vdev=net_bogus0,iface=x", "-m", "256"]);
+        let args = s(&[
+            "--no-huge",
+            "-l",
+            "0",
+            "--vdev=net_bogus0,iface=x",
+            "-m",
+            "256",
+        ]);
         let log = "EAL: failed to find driver for net_bogus0\n";
         assert_eq!(
             find_culprit(&args, log),
@@ -343,8 +361,16 @@ mod tests {
     #[test]
     fn valid_args_have_no_culprit() {
         let args = s(&[
-            "--no-huge", "--no-pci", "--no-shconf", "-m", "256", "-l0", "--file-prefix", "x1",
-            "--vdev", "net_ring0",
+            "--no-huge",
+            "--no-pci",
+            "--no-shconf",
+            "-m",
+            "256",
+            "-l0",
+            "--file-prefix",
+            "x1",
+            "--vdev",
+            "net_ring0",
         ]);
         assert_eq!(find_culprit(&args, ""), None);
     }

@@ -41,7 +41,10 @@ impl fmt::Display for NicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NicError::AlreadyInitialized => {
-                write!(f, "DPDK EAL already initialised in this process (once per process)")
+                write!(
+                    f,
+                    "DPDK EAL already initialised in this process (once per process)"
+                )
             }
             NicError::EalInit {
                 reason,

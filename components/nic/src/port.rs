@@ -117,6 +117,11 @@ pub struct Port {
     scratch: Vec<u8>,
     tx_dropped: u64,
     rx_dropped: u64,
+    /// Set for ports whose PMD has no MAC of its own (ring pairs), see `ring_pair`.
+    mac_override: Option<[u8; 6]>,
+    /// Ring-pair ports are virtual devices we created: removed again after close, so that
+    /// their names can be used again.
+    vdev_to_remove: Option<CString>,
     // Drop order matters (fields drop top to bottom, after Drop::drop closed the port): the
     // ring pair drains its rings into the pool before the pool goes, the claim is released
     // once the port is closed, and the EAL goes last.
@@ -148,7 +153,8 @@ impl Port {
         Port::set_up(&eal.inner, id, name, claim, pool, None, &config)
     }
 
-    /// Configures and starts `id` on `pool`; shared by `open` and `ring_pair`.
+    /// Configures and starts `id` on `pool`; shared by `open` and `ring_pair`. `rings` is set
+    /// for a ring-pair port, which is also a virtual device we created and remove on drop.
     pub(crate) fn set_up(
         eal: &Arc<EalInner>,
         id: u16,
@@ -158,6 +164,9 @@ impl Port {
         rings: Option<Arc<RingPairShared>>,
         config: &PortConfig,
     ) -> Result<Port, NicError> {
+        let vdev_to_remove = rings
+            .as_ref()
+            .and_then(|_| CString::new(name.as_str()).ok());
         let mut port = Port {
             id,
             name,
@@ -168,6 +177,8 @@ impl Port {
             scratch: vec![0; RX_SCRATCH],
             tx_dropped: 0,
             rx_dropped: 0,
+            mac_override: None,
+            vdev_to_remove,
             _rings: rings,
             pool,
             _claim: claim,
@@ -187,7 +198,11 @@ impl Port {
         })?;
         // SAFETY: valid port id, read-only query.
         let socket = unsafe { sys::rte_eth_dev_socket_id(id) };
-        let socket = if socket < 0 { sys::MUSQRATT_SOCKET_ID_ANY } else { socket } as u32;
+        let socket = if socket < 0 {
+            sys::MUSQRATT_SOCKET_ID_ANY
+        } else {
+            socket
+        } as u32;
         // SAFETY: port configured with 1 rx queue; rx_conf NULL means the driver's defaults;
         // the pool outlives the queue (Port holds the Arc and closes the port in Drop first).
         port.check("rte_eth_rx_queue_setup", unsafe {
@@ -255,10 +270,7 @@ impl Port {
                 // SAFETY: a single-segment mbuf holds data_len contiguous bytes at mtod; the
                 // slice lives only during `f`, before the guard frees the mbuf.
                 let frame = unsafe {
-                    std::slice::from_raw_parts(
-                        sys::musqratt_rte_pktmbuf_data(m),
-                        data_len as usize,
-                    )
+                    std::slice::from_raw_parts(sys::musqratt_rte_pktmbuf_data(m), data_len as usize)
                 };
                 f(frame);
             } else if pkt_len as usize <= self.scratch.len() {
@@ -355,8 +367,16 @@ impl Port {
         sent
     }
 
-    /// The port's MAC address.
+    pub(crate) fn set_mac_override(&mut self, mac: [u8; 6]) {
+        self.mac_override = Some(mac);
+    }
+
+    /// The port's MAC address (for a `ring_pair` port the locally administered one the pair
+    /// assigned: DPDK gives ring ports an all-zero MAC).
     pub fn mac(&self) -> [u8; 6] {
+        if let Some(mac) = self.mac_override {
+            return mac;
+        }
         let mut addr = sys::rte_ether_addr::default();
         // SAFETY: valid port id; addr is a valid out-parameter.
         unsafe { sys::rte_eth_macaddr_get(self.id, &mut addr) };
@@ -414,6 +434,11 @@ impl Drop for Port {
         // SAFETY: valid port; closing releases its queues (the driver frees the mbufs they
         // hold into our pool, which is still alive: fields drop after this body).
         unsafe { sys::rte_eth_dev_close(self.id) };
+        if let Some(vdev) = &self.vdev_to_remove {
+            // SAFETY: vdev names a virtual device we created (rte_eth_from_rings); its port is
+            // closed and released, so the driver's remove finds no port and frees the device.
+            unsafe { sys::rte_vdev_uninit(vdev.as_ptr()) };
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::ffi::CString;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
 use musqratt_dpdk_sys as sys;
@@ -14,8 +15,11 @@ use crate::port::{Claim, Port, PortConfig};
 
 /// Slots per ring (a power of two; one slot stays empty, so 1023 frames in flight).
 const RING_SLOTS: u32 = 1024;
-/// Longest `name` for a ring pair: ring names add "_ab" and must fit RTE_RING_NAMESIZE (29).
-const MAX_NAME: usize = 20;
+/// Longest `name` for a ring pair: rte_eth_from_rings names the device "net_ring_NAME_a" in a
+/// buffer of RTE_RING_NAMESIZE (29 with the NUL).
+const MAX_NAME: usize = 16;
+/// Numbers ring pairs for their MAC addresses.
+static PAIR_SEQ: AtomicU16 = AtomicU16::new(1);
 
 /// The two rings and the pool their mbufs come from. Both ports hold it; the last one to close
 /// frees the mbufs still in flight, then the rings, then (by dropping its Arc) the pool.
@@ -56,8 +60,9 @@ impl Drop for RingPairShared {
     }
 }
 
-/// Creates ports "NAME_a" and "NAME_b" over two rings, set up with `PortConfig::default()` and
-/// one shared pool. `name` is 1..=20 characters, unique in the process.
+/// Creates ports "net_ring_NAME_a" and "net_ring_NAME_b" over two rings, set up with
+/// `PortConfig::default()` and one shared pool. `name` is 1..=16 ASCII letters, digits or '_',
+/// unique among the pairs alive in the process (reusable once a pair is dropped).
 pub fn ring_pair(eal: &Eal, name: &str) -> Result<(Port, Port), NicError> {
     ring_pair_with(eal, name, &PortConfig::default())
 }
@@ -94,8 +99,14 @@ pub fn ring_pair_with(
         _pool: pool.clone(),
     });
     // A sends on ab and receives on ba; B the other way round.
-    let a = ring_port(eal, &format!("{name}_a"), ba, ab, &pool, &shared, config)?;
-    let b = ring_port(eal, &format!("{name}_b"), ab, ba, &pool, &shared, config)?;
+    let mut a = ring_port(eal, &format!("{name}_a"), ba, ab, &pool, &shared, config)?;
+    let mut b = ring_port(eal, &format!("{name}_b"), ab, ba, &pool, &shared, config)?;
+    // rte_eth_from_rings ports have an all-zero MAC and the ring PMD cannot set one; a stack
+    // on each end needs distinct addresses, so the pair assigns locally administered ones
+    // (02:6d:71 = "mq", then a pair number and 0a / 0b). The ring does not filter by MAC.
+    let seq = PAIR_SEQ.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+    a.set_mac_override([0x02, 0x6d, 0x71, seq[0], seq[1], 0x0a]);
+    b.set_mac_override([0x02, 0x6d, 0x71, seq[0], seq[1], 0x0b]);
     Ok((a, b))
 }
 
@@ -142,11 +153,13 @@ fn ring_port(
         op: "rte_eth_from_rings",
         reason: last_rte_error(),
     })?;
-    let claim = Claim::take(id, name)?;
+    // rte_eth_from_rings registers a virtual device "net_ring_NAME"; that is the port's name.
+    let dev_name = format!("net_ring_{name}");
+    let claim = Claim::take(id, &dev_name)?;
     Port::set_up(
         &eal.inner,
         id,
-        name.to_owned(),
+        dev_name,
         claim,
         pool.clone(),
         Some(shared.clone()),
