@@ -93,6 +93,7 @@ fn main() {
         "rte_eth_from_rings",
         "rte_pktmbuf_pool_create",
         "rte_mempool_free",
+        "rte_mempool_avail_count",
         "rte_ring_create",
         "rte_ring_free",
         "rte_vdev_uninit",

@@ -1,4 +1,7 @@
 /* Real-function wrappers around DPDK static-inline functions and macros; see shim.h. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -8,11 +11,17 @@ int musqratt_eal_init_logged(int argc, char **argv, char **log, size_t *log_len,
 {
     *log = NULL;
     *log_len = 0;
+    /* rte_eal_init pins the calling thread to the main lcore's CPU; every thread it spawns
+     * later would inherit that. Keep the caller's affinity as it was. */
+    cpu_set_t before;
+    int have_before = pthread_getaffinity_np(pthread_self(), sizeof(before), &before) == 0;
     FILE *f = open_memstream(log, log_len);
     if (f != NULL)
         rte_openlog_stream(f);
     int ret = rte_eal_init(argc, argv);
     *err = rte_errno;
+    if (have_before)
+        pthread_setaffinity_np(pthread_self(), sizeof(before), &before);
     if (f != NULL) {
         /* Back to DPDK's default stream before closing ours. */
         rte_openlog_stream(NULL);

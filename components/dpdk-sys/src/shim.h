@@ -39,7 +39,8 @@ enum musqratt_consts {
 
 /* rte_eal_init with the DPDK log stream redirected into a heap buffer for the duration of the
  * call. On return *log (NUL-terminated, length *log_len) holds what EAL logged; free it with
- * musqratt_free. *err receives rte_errno as it was right after rte_eal_init. */
+ * musqratt_free. *err receives rte_errno as it was right after rte_eal_init. The calling
+ * thread's CPU affinity is restored afterwards (rte_eal_init pins it to the main lcore). */
 int musqratt_eal_init_logged(int argc, char **argv, char **log, size_t *log_len, int *err);
 void musqratt_free(void *p);
 

@@ -62,6 +62,12 @@ impl Pool {
         }
     }
 
+    /// mbufs free in the pool (including those in per-lcore caches).
+    pub(crate) fn available(&self) -> u32 {
+        // SAFETY: the pool is alive; the count only reads its ring and cache counters.
+        unsafe { sys::rte_mempool_avail_count(self.ptr.as_ptr()) }
+    }
+
     pub(crate) fn as_ptr(&self) -> *mut sys::rte_mempool {
         self.ptr.as_ptr()
     }

@@ -404,6 +404,12 @@ impl Port {
         }
     }
 
+    /// mbufs free in the port's pool (shared by both ports of a ring pair). The driver keeps
+    /// some in its rx descriptors; a count that keeps falling means mbufs leak.
+    pub fn mbufs_available(&self) -> u32 {
+        self.pool.available()
+    }
+
     /// The port's counters.
     pub fn stats(&self) -> PortStats {
         let mut st = sys::rte_eth_stats::default();

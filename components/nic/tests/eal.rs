@@ -54,6 +54,16 @@ impl Drop for DirGuard {
     }
 }
 
+/// This thread's allowed CPUs as the kernel lists them.
+fn cpus_allowed() -> String {
+    let status = std::fs::read_to_string("/proc/thread-self/status").expect("proc status");
+    status
+        .lines()
+        .find(|l| l.starts_with("Cpus_allowed_list"))
+        .expect("Cpus_allowed_list")
+        .to_owned()
+}
+
 /// Frame `seq`: length 60..=1514, the sequence number in the first 8 bytes, then a pattern
 /// derived from both, so a reordered, truncated or corrupted frame is noticed.
 fn frame(seq: u64) -> Vec<u8> {
@@ -111,7 +121,13 @@ fn eal_ports_and_cleanup() {
     }
     let prefix = format!("mqnic_main_{}", std::process::id());
     let _guard = DirGuard::for_prefix(&prefix);
+    let affinity_before = cpus_allowed();
     let eal = Eal::init(&eal_args(&prefix, &["--vdev=net_ring0"])).expect("EAL init");
+    assert_eq!(
+        cpus_allowed(),
+        affinity_before,
+        "EAL init leaves the caller's affinity"
+    );
     assert_eq!(eal.file_prefix(), prefix);
     let runtime_dir = eal.runtime_dir().expect("runtime dir").to_path_buf();
     assert!(runtime_dir.ends_with(&prefix), "{runtime_dir:?}");
@@ -150,6 +166,26 @@ fn eal_ports_and_cleanup() {
     // net_ring counts packets but not bytes (ibytes/obytes stay 0; see README).
     assert_eq!(sa.ierrors + sa.oerrors + sb.ierrors + sb.oerrors, 0);
 
+    // Everything sent was received and freed: the shared pool is full again.
+    let total = PortConfig::default().mbufs;
+    assert_eq!(a.mbufs_available(), total);
+
+    // A closure that panics mid-burst: the burst's mbufs are freed all the same. (The panic
+    // message this prints is expected.)
+    for seq in 0..10 {
+        assert!(a.send(&frame(seq)));
+    }
+    a.flush();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        b.rx_burst(|f| {
+            if f[0] == 3 {
+                panic!("caller's closure panics on frame 3");
+            }
+        })
+    }));
+    assert!(caught.is_err());
+    assert_eq!(a.mbufs_available(), total, "no mbuf leaked by the unwind");
+
     // A full ring: 1023 frames fit (1024 slots, one kept empty), the rest is refused by
     // the NIC, retried a bounded number of times, freed and counted.
     for seq in 0..2_000 {
@@ -159,7 +195,7 @@ fn eal_ports_and_cleanup() {
     assert_eq!(a.stats().tx_dropped, 2_000 - 1_023);
     assert_eq!(
         a.stats().opackets,
-        10_000 + 1_023,
+        10_000 + 10 + 1_023,
         "refused frames are not sent packets"
     );
     let mut next = 0;
