@@ -81,7 +81,15 @@ pub struct Eal {
 pub(crate) struct EalInner {
     file_prefix: String,
     runtime_dir: Option<PathBuf>,
+    /// The arguments and what EAL logged during init: a device that failed to probe does not
+    /// fail `rte_eal_init` (EAL only logs "Bus (vdev) probe failed"), so `Port::open` looks
+    /// here to say why its port does not exist.
+    args: Vec<String>,
+    init_log: String,
 }
+
+/// At most this much of EAL's init log is kept for diagnosis.
+const MAX_KEPT_LOG: usize = 64 * 1024;
 
 impl Eal {
     /// Starts DPDK's EAL with `args` (EAL arguments only, no program name: one is prepended).
@@ -132,9 +140,19 @@ impl Eal {
             });
         }
 
+        let mut init_log = log_text;
+        if init_log.len() > MAX_KEPT_LOG {
+            let mut cut = MAX_KEPT_LOG;
+            while !init_log.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            init_log.truncate(cut);
+        }
         let inner = EalInner {
             file_prefix: file_prefix(args),
             runtime_dir: runtime_dir(),
+            args: args.to_vec(),
+            init_log,
         };
         // rte_eal_init returns how many arguments it parsed after argv[0]; getopt moved what
         // it did not consume to argv[ret + 1..argc]. An argument the EAL did not take as its
@@ -177,6 +195,44 @@ impl Eal {
         let id = unsafe { sys::musqratt_rte_lcore_id() };
         (id != u32::MAX).then_some(id)
     }
+}
+
+impl EalInner {
+    /// Why port `name` is missing, when an EAL argument asked for that device: it failed to
+    /// probe at init, and the init log's first line naming it says why.
+    pub(crate) fn device_failure(&self, name: &str) -> Option<NicError> {
+        let argument = device_argument(&self.args, name)?;
+        let reason = self
+            .init_log
+            .lines()
+            .find(|l| l.contains(name))
+            .map(|l| l.trim().to_owned())
+            .unwrap_or_else(|| "device not created (see the EAL log)".to_owned());
+        Some(NicError::DeviceFailed {
+            port: name.to_owned(),
+            argument,
+            reason,
+        })
+    }
+}
+
+/// The `--vdev` / `-a` / `--allow` argument (as "--vdev VALUE") whose device is `name`.
+pub(crate) fn device_argument(args: &[String], name: &str) -> Option<String> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (opt, value) = match a.split_once('=') {
+            Some((o, v)) if o == "--vdev" || o == "--allow" => (o.to_owned(), Some(v.to_owned())),
+            _ if a == "--vdev" || a == "--allow" || a == "-a" => (a.clone(), it.next().cloned()),
+            _ if a.starts_with("-a") && a.len() > 2 => ("-a".to_owned(), Some(a[2..].to_owned())),
+            _ => continue,
+        };
+        if let Some(v) = value {
+            if v.split(',').next() == Some(name) {
+                return Some(format!("{opt} {v}"));
+            }
+        }
+    }
+    None
 }
 
 impl Drop for EalInner {
@@ -373,6 +429,37 @@ mod tests {
             "net_ring0",
         ]);
         assert_eq!(find_culprit(&args, ""), None);
+    }
+
+    #[test]
+    fn device_argument_forms() {
+        let args = s(&[
+            "-l",
+            "0",
+            "--vdev=net_af_packet0,iface=v0",
+            "--vdev",
+            "net_tap0",
+            "-a",
+            "0000:01:00.0",
+            "-a0000:02:00.0",
+        ]);
+        assert_eq!(
+            device_argument(&args, "net_af_packet0"),
+            Some("--vdev net_af_packet0,iface=v0".into())
+        );
+        assert_eq!(
+            device_argument(&args, "net_tap0"),
+            Some("--vdev net_tap0".into())
+        );
+        assert_eq!(
+            device_argument(&args, "0000:01:00.0"),
+            Some("-a 0000:01:00.0".into())
+        );
+        assert_eq!(
+            device_argument(&args, "0000:02:00.0"),
+            Some("-a 0000:02:00.0".into())
+        );
+        assert_eq!(device_argument(&args, "net_ring0"), None);
     }
 
     #[test]

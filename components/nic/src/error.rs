@@ -22,6 +22,16 @@ pub enum NicError {
     NulInArgument(String),
     /// No ethdev port of that name or id exists (is the `--vdev` / PCI device in the EAL args?).
     PortNotFound(String),
+    /// The EAL arguments asked for this device, but it failed to probe at EAL init (which
+    /// DPDK only logs): the argument and the EAL's log line about it.
+    DeviceFailed {
+        /// Device / port name.
+        port: String,
+        /// The EAL argument that asked for it, e.g. "--vdev net_af_packet0,iface=veth1".
+        argument: String,
+        /// The first EAL init log line naming the device.
+        reason: String,
+    },
     /// The port is already open through another `Port` value.
     PortBusy(String),
     /// A DPDK call on a port failed.
@@ -61,6 +71,14 @@ impl fmt::Display for NicError {
             NicError::PortNotFound(p) => write!(
                 f,
                 "DPDK port {p} not found (no such device among the EAL's ports; check --vdev / -a)"
+            ),
+            NicError::DeviceFailed {
+                port,
+                argument,
+                reason,
+            } => write!(
+                f,
+                "DPDK port {port} not created: EAL argument {argument} failed: {reason}"
             ),
             NicError::PortBusy(p) => write!(f, "DPDK port {p} is already open in this process"),
             NicError::Port { port, op, reason } => {

@@ -145,7 +145,13 @@ impl Port {
         port: impl Into<PortRef<'a>>,
         config: PortConfig,
     ) -> Result<Port, NicError> {
-        let (id, name) = resolve(port.into())?;
+        let port = port.into();
+        let (id, name) = resolve(port).map_err(|e| match (&e, port) {
+            (NicError::PortNotFound(_), PortRef::Name(n)) => {
+                eal.inner.device_failure(n).unwrap_or(e)
+            }
+            _ => e,
+        })?;
         let claim = Claim::take(id, &name)?;
         // SAFETY: id is a valid port (resolve checked it); the call only reads its data.
         let socket = unsafe { sys::rte_eth_dev_socket_id(id) }.max(sys::MUSQRATT_SOCKET_ID_ANY);

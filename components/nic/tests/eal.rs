@@ -122,7 +122,16 @@ fn eal_ports_and_cleanup() {
     let prefix = format!("mqnic_main_{}", std::process::id());
     let _guard = DirGuard::for_prefix(&prefix);
     let affinity_before = cpus_allowed();
-    let eal = Eal::init(&eal_args(&prefix, &["--vdev=net_ring0"])).expect("EAL init");
+    // net_af_packet9 names an interface that does not exist: its probe fails, which DPDK only
+    // logs (init succeeds); opening the port must then say which argument failed and why.
+    let eal = Eal::init(&eal_args(
+        &prefix,
+        &[
+            "--vdev=net_ring0",
+            "--vdev=net_af_packet9,iface=mqnic_nosuch9",
+        ],
+    ))
+    .expect("EAL init");
     assert_eq!(
         cpus_allowed(),
         affinity_before,
@@ -256,6 +265,17 @@ fn eal_ports_and_cleanup() {
         Port::open(&eal, "net_nothing9", PortConfig::default()),
         Err(NicError::PortNotFound(_))
     ));
+    match Port::open(&eal, "net_af_packet9", PortConfig::default()) {
+        Err(e @ NicError::DeviceFailed { .. }) => {
+            let line = e.to_string();
+            assert!(
+                line.contains("--vdev net_af_packet9,iface=mqnic_nosuch9"),
+                "{line}"
+            );
+            assert!(line.contains("No such device"), "{line}");
+        }
+        other => panic!("expected DeviceFailed, got {:?}", other.err()),
+    }
     for seq in 0..500 {
         assert!(lo.send(&frame(seq)));
     }
