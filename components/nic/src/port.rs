@@ -23,6 +23,14 @@ const TX_ATTEMPTS: u32 = 8;
 /// Largest multi-segment frame rx copies into its scratch buffer (jumbo 9000 + headers).
 const RX_SCRATCH: usize = 9728;
 
+/// DPDK's control path (configure, queue set-up, start/stop/close, vdev create/remove) is not
+/// thread-safe; `Eal` is shared between threads, so every such sequence holds this lock.
+static CONTROL: Mutex<()> = Mutex::new(());
+
+pub(crate) fn control_lock() -> std::sync::MutexGuard<'static, ()> {
+    CONTROL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Ports open in this process: a second `Port` on the same queues would race in DPDK.
 static OPEN_PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
@@ -111,6 +119,8 @@ pub struct Port {
     id: u16,
     name: String,
     started: bool,
+    /// True while `set_up` runs (its caller holds the control lock).
+    in_set_up: bool,
     rx: [*mut sys::rte_mbuf; BURST],
     tx: [*mut sys::rte_mbuf; BURST],
     tx_len: usize,
@@ -146,6 +156,7 @@ impl Port {
         config: PortConfig,
     ) -> Result<Port, NicError> {
         let port = port.into();
+        let _control = control_lock();
         let (id, name) = resolve(port).map_err(|e| match (&e, port) {
             (NicError::PortNotFound(_), PortRef::Name(n)) => {
                 eal.inner.device_failure(n).unwrap_or(e)
@@ -177,6 +188,7 @@ impl Port {
             id,
             name,
             started: false,
+            in_set_up: true,
             rx: [std::ptr::null_mut(); BURST],
             tx: [std::ptr::null_mut(); BURST],
             tx_len: 0,
@@ -227,6 +239,7 @@ impl Port {
                 sys::rte_eth_promiscuous_enable(id)
             })?;
         }
+        port.in_set_up = false;
         Ok(port)
     }
 
@@ -440,6 +453,10 @@ impl Drop for Port {
     fn drop(&mut self) {
         if self.started {
             self.flush();
+        }
+        // Not held while a failed `set_up` drops its port: `open` / `ring_pair` hold it then.
+        let _control = (!self.in_set_up).then(control_lock);
+        if self.started {
             // SAFETY: valid, started port, used by no one else (we own it).
             unsafe { sys::rte_eth_dev_stop(self.id) };
         }

@@ -11,7 +11,7 @@ use musqratt_dpdk_sys as sys;
 use crate::eal::{last_rte_error, Eal};
 use crate::error::NicError;
 use crate::pool::Pool;
-use crate::port::{Claim, Port, PortConfig};
+use crate::port::{control_lock, Claim, Port, PortConfig};
 
 /// Slots per ring (a power of two; one slot stays empty, so 1023 frames in flight).
 const RING_SLOTS: u32 = 1024;
@@ -81,6 +81,7 @@ pub fn ring_pair_with(
             "ring pair name {name:?}: 1..={MAX_NAME} ASCII letters, digits or '_'"
         )));
     }
+    let control = control_lock();
     // SAFETY: rte_socket_id reads a thread-local; valid after EAL init.
     let socket = unsafe { sys::rte_socket_id() } as i32;
     let pool = Pool::create(&eal.inner, name, config.mbufs, config.mbuf_cache, socket)?;
@@ -99,8 +100,17 @@ pub fn ring_pair_with(
         _pool: pool.clone(),
     });
     // A sends on ab and receives on ba; B the other way round.
+    // A finished port's Drop takes the control lock: release it before dropping `a` on error.
     let mut a = ring_port(eal, &format!("{name}_a"), ba, ab, &pool, &shared, config)?;
-    let mut b = ring_port(eal, &format!("{name}_b"), ab, ba, &pool, &shared, config)?;
+    let mut b = match ring_port(eal, &format!("{name}_b"), ab, ba, &pool, &shared, config) {
+        Ok(b) => b,
+        Err(e) => {
+            drop(control);
+            drop(a);
+            return Err(e);
+        }
+    };
+    drop(control);
     // rte_eth_from_rings ports have an all-zero MAC and the ring PMD cannot set one; a stack
     // on each end needs distinct addresses, so the pair assigns locally administered ones
     // (02:6d:71 = "mq", then a pair number and 0a / 0b). The ring does not filter by MAC.

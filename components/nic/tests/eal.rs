@@ -249,6 +249,18 @@ fn eal_ports_and_cleanup() {
         Err(NicError::Config(_))
     ));
 
+    // Control-path calls from several threads at once (they serialise inside nic).
+    std::thread::scope(|sc| {
+        for t in 0..2 {
+            let eal = &eal;
+            sc.spawn(move || {
+                let (mut a, mut b) = ring_pair(eal, &format!("par{t}")).expect("pair in thread");
+                stream(&mut a, &mut b, 0..1_000);
+                assert_eq!(b.stats().ipackets, 1_000);
+            });
+        }
+    });
+
     // A single net_ring0 from --vdev loops back to itself.
     let mut lo = Port::open(&eal, "net_ring0", PortConfig::default()).expect("net_ring0");
     assert!(lo.link().up);
