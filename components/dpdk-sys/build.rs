@@ -24,9 +24,12 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim.c");
     println!("cargo:rerun-if-changed=src/shim.h");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+    println!("cargo:rerun-if-env-changed=PKG_CONFIG_LIBDIR");
 
     let (Some(cflags), Some(libs)) = (pkg_config(&["--cflags"]), pkg_config(&["--libs"])) else {
-        panic!("{MISSING}");
+        // One line, no panic backtrace: this is a missing package, not a bug.
+        eprintln!("error: {MISSING}");
+        std::process::exit(1);
     };
 
     // The C shim: DPDK's flags as they are, `-include rte_config.h` and `-march` included
