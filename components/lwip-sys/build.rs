@@ -3,7 +3,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn pkg_config(args: &[&str]) -> Option<String> {
-    let out = Command::new("pkg-config").args(args).arg("lwip").output().ok()?;
+    let out = Command::new("pkg-config")
+        .args(args)
+        .arg("lwip")
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }

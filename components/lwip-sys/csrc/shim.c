@@ -68,9 +68,12 @@ void musq_netif_remove(struct netif *n) {
 
 uint8_t musq_netif_index(const struct netif *n) { return netif_get_index(n); }
 
+/* PBUF_RAM, not PBUF_POOL: in this build (MEMP_MEM_MALLOC) the pool's element size and the
+ * PBUF_POOL_BUFSIZE pbuf_alloc assumes disagree, and pbuf_take then writes past the pool
+ * element (found with valgrind). One contiguous PBUF_RAM allocation is right and simpler. */
 struct pbuf *musq_pbuf_from(const uint8_t *frame, size_t len) {
   if (len == 0 || len > 0xFFFF) return NULL;
-  struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)len, PBUF_POOL);
+  struct pbuf *p = pbuf_alloc(PBUF_RAW, (u16_t)len, PBUF_RAM);
   if (p == NULL) return NULL;
   if (pbuf_take(p, frame, (u16_t)len) != ERR_OK) {
     pbuf_free(p);
