@@ -13,6 +13,7 @@ mod bytequeue;
 mod engine;
 mod lwip;
 mod shared;
+mod sock;
 
 pub use api::{Stack, TcpListener, TcpStream};
 

@@ -75,11 +75,12 @@ thread_local! {
 }
 
 fn push_event(ev: Event) {
-    EVENTS.with(|e| match e.try_borrow_mut() {
-        Ok(mut v) => v.push(ev),
-        // Unreachable by construction (the queue is only borrowed to push or to take it);
-        // losing an event is better than unwinding into C.
-        Err(_) => {}
+    // try_borrow_mut cannot fail by construction (the queue is only borrowed to push or to
+    // take it); losing an event would still be better than unwinding into C.
+    EVENTS.with(|e| {
+        if let Ok(mut v) = e.try_borrow_mut() {
+            v.push(ev)
+        }
     });
 }
 
