@@ -63,6 +63,13 @@ impl StackConfig {
     }
 }
 
+impl Default for StackConfig {
+    /// No interface yet; the defaults of `new`.
+    fn default() -> Self {
+        StackConfig::new(Vec::new())
+    }
+}
+
 /// Socket readiness bits.
 #[derive(Clone, Copy, PartialEq, Eq, Default, Debug, Hash)]
 pub struct Readiness(pub u8);

@@ -388,3 +388,23 @@ fn a_second_stack_is_refused_and_a_stopped_stack_can_restart() {
     assert_eq!(read_result(&s2).unwrap(), 2);
     again.shutdown();
 }
+
+#[test]
+fn a_connection_to_our_own_interface_address_goes_through_loopback() {
+    // lwIP queues packets to an interface's own address for its tcpip thread; the shim's
+    // tcpip_try_callback replacement hands them to the poll loop instead (no abort).
+    let _g = serial();
+    let stack = start();
+    let l = stack.listen(SocketAddrV4::new(A, 7006), 8).unwrap();
+    let c = stack.connect(None, SocketAddrV4::new(A, 7006)).unwrap();
+    let mut acc = None;
+    wait_until("accept", || {
+        acc = l.accept().ok();
+        acc.is_some()
+    });
+    let (s, _) = acc.unwrap();
+    wait_until("connected", || c.readiness().contains(Readiness::WRITABLE));
+    c.write(b"self").unwrap();
+    assert_eq!(read_result(&s).unwrap(), 4);
+    stack.shutdown();
+}

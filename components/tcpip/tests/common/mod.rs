@@ -85,8 +85,13 @@ pub fn serial() -> MutexGuard<'static, ()> {
 }
 
 pub fn start() -> Stack {
+    start_with(Vec::new())
+}
+
+/// A and B on the wire, plus `extra` interfaces.
+pub fn start_with(extra: Vec<Interface>) -> Stack {
     let (a, b) = wire();
-    let cfg = StackConfig::new(vec![
+    let mut ifs = vec![
         Interface {
             link: Box::new(a),
             ip: A,
@@ -99,8 +104,43 @@ pub fn start() -> Stack {
             prefix_len: 24,
             gateway: None,
         },
-    ]);
-    Stack::start(cfg).expect("stack start")
+    ];
+    ifs.extend(extra);
+    Stack::start(StackConfig::new(ifs)).expect("stack start")
+}
+
+/// The far end of a wire, driven by the test itself (raw frames).
+pub struct Probe {
+    rx: Queue,
+    tx: Queue,
+}
+
+impl Probe {
+    pub fn send(&self, frame: Vec<u8>) {
+        self.tx.lock().unwrap().push_back(frame);
+    }
+    pub fn recv(&self) -> Option<Vec<u8>> {
+        self.rx.lock().unwrap().pop_front()
+    }
+}
+
+/// A link for an interface of the stack whose other end is a `Probe`.
+pub fn probe_wire(mac: [u8; 6]) -> (WireEnd, Probe) {
+    let to_stack: Queue = Default::default();
+    let from_stack: Queue = Default::default();
+    let end = WireEnd {
+        mac,
+        rx: to_stack.clone(),
+        tx: from_stack.clone(),
+        out: Vec::new(),
+    };
+    (
+        end,
+        Probe {
+            rx: from_stack,
+            tx: to_stack,
+        },
+    )
 }
 
 /// A counter bumped by notify callbacks; app loops wait on it instead of spinning.
