@@ -142,3 +142,17 @@ pub struct StackStats {
     pub listeners_open: u64,
     pub accepted: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        send_sync::<crate::Stack>();
+        send_sync::<crate::TcpStream>();
+        send_sync::<crate::TcpListener>();
+        fn send<T: Send>() {}
+        send::<crate::StackConfig>();
+    }
+}

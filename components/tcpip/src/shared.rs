@@ -60,10 +60,15 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     /// Queues a message for the loop and wakes it; false once the stack stopped.
     pub(crate) fn send(&self, m: Msg) -> bool {
-        if self.stopped.load(Ordering::Acquire) {
-            return false;
+        {
+            // Checked under the queue lock: the loop drains the queue (dropping reply
+            // channels) only after `stopped` is set, so no message can be stranded.
+            let mut q = lock(&self.msgs);
+            if self.stopped.load(Ordering::Acquire) {
+                return false;
+            }
+            q.push(m);
         }
-        lock(&self.msgs).push(m);
         self.wake();
         true
     }
