@@ -304,6 +304,12 @@ fn readiness_notifications_arrive() {
         Err(e) if e.kind() == ErrorKind::WouldBlock => !c.readiness().contains(Readiness::WRITABLE),
         Err(e) => panic!("{e}"),
     });
+    // Bounded buffering: the client's tx buffer + lwIP's send buffer + the server's window
+    // (rx buffer and loop-side pending data together are acknowledged only when read).
+    assert!(
+        total <= 3 * 65536 + 8192,
+        "{total} bytes accepted while the peer reads nothing"
+    );
     cseen.lock().unwrap().clear();
     let mut got = 0usize;
     let mut buf = vec![0u8; 65536];
@@ -406,5 +412,44 @@ fn a_connection_to_our_own_interface_address_goes_through_loopback() {
     wait_until("connected", || c.readiness().contains(Readiness::WRITABLE));
     c.write(b"self").unwrap();
     assert_eq!(read_result(&s).unwrap(), 4);
+    stack.shutdown();
+}
+
+#[test]
+fn dropping_a_stream_with_unread_input_resets_the_peer() {
+    let _g = serial();
+    let stack = start();
+    let (c, s) = pair(&stack, 7007);
+    c.write(b"never read").unwrap();
+    wait_until("data arrived", || s.bytes_readable() > 0);
+    drop(s);
+    assert_eq!(
+        read_result(&c).unwrap_err().kind(),
+        ErrorKind::ConnectionReset
+    );
+    stack.shutdown();
+}
+
+#[test]
+fn connections_beyond_the_backlog_are_reset() {
+    let _g = serial();
+    let stack = start();
+    let l = stack.listen(SocketAddrV4::new(B, 7008), 1).unwrap();
+    let first = stack.connect(None, SocketAddrV4::new(B, 7008)).unwrap();
+    wait_until("first queued", || {
+        l.readiness().contains(Readiness::READABLE)
+    });
+    let second = stack.connect(None, SocketAddrV4::new(B, 7008)).unwrap();
+    assert_eq!(
+        read_result(&second).unwrap_err().kind(),
+        ErrorKind::ConnectionReset
+    );
+    let (s, _) = l.accept().unwrap();
+    assert!(l.accept().is_err());
+    wait_until("first connected", || {
+        first.readiness().contains(Readiness::WRITABLE)
+    });
+    first.write(b"ok").unwrap();
+    assert_eq!(read_result(&s).unwrap(), 2);
     stack.shutdown();
 }
