@@ -18,6 +18,9 @@ use toml_edit::{Item, Key, TableLike, Value};
 
 use crate::sched::Scheduling;
 
+mod network;
+pub use network::{LwipDpdk, NetworkStack};
+
 /// Everything `serve` needs, after defaults, the file and the flags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -28,6 +31,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// `[workers] scheduling`: the workers' Linux scheduling policy (sched.rs).
     pub scheduling: Scheduling,
+    /// `[network]`: kernel sockets, or lwIP over DPDK (config/network.rs).
+    pub network: NetworkStack,
     /// The protocol core's settings, filled straight from `[hold]`,
     /// `[session]`, `[message]` and `[limits]`.
     pub broker: BrokerConfig,
@@ -41,6 +46,7 @@ impl Default for Settings {
             in_memory: false,
             max_connections: 0,
             scheduling: Scheduling::default(),
+            network: NetworkStack::Kernel,
             broker: BrokerConfig::default(),
         }
     }
@@ -70,7 +76,7 @@ impl Settings {
                 "listener" => s.listeners = cx.listeners(key, item)?,
                 "storage" => cx.storage(key, item, &mut s)?,
                 "auth" => cx.auth(key, item)?,
-                "network" => cx.network(key, item)?,
+                "network" => s.network = cx.network(key, item)?,
                 "hold" => cx.hold(key, item, &mut s)?,
                 "session" => cx.session(key, item, &mut s)?,
                 "message" => cx.message(key, item, &mut s)?,
@@ -350,45 +356,6 @@ impl Cx<'_> {
                         k,
                         &format!("auth.{other}"),
                         &["allow_anonymous", "password_file", "acl_file"],
-                    ))
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn network(&self, key: &Key, item: &Item) -> Result<(), ConfigError> {
-        for (k, v) in entries(self.table(key, item, "network")?) {
-            match k.get() {
-                "stack" => match self.string(k, v, "network.stack")? {
-                    "kernel" => {}
-                    "lwip-dpdk" => {
-                        return Err(self.not_supported(k, "network.stack", "stack \"lwip-dpdk\""))
-                    }
-                    _ => {
-                        return Err(self.at(
-                            k,
-                            v,
-                            "network.stack",
-                            format_args!(
-                                "expected \"kernel\" or \"lwip-dpdk\", found {}",
-                                shown(v)
-                            ),
-                        ))
-                    }
-                },
-                "ip" | "gateway" | "eal_args" => {
-                    return Err(self.not_supported(
-                        k,
-                        &format!("network.{}", k.get()),
-                        "the lwip-dpdk stack",
-                    ))
-                }
-                other => {
-                    return Err(self.unknown(
-                        k,
-                        &format!("network.{other}"),
-                        &["stack", "ip", "gateway", "eal_args"],
                     ))
                 }
             }

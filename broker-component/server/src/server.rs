@@ -31,6 +31,8 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
             "durable storage is not implemented yet: all state is kept in memory"
         );
     }
+    // Before any socket exists: the shim routes listeners bound to the lwIP address.
+    let net = crate::netstack::start(settings)?;
     let mut poll = Poll::new().map_err(|e| format!("cannot create poll: {e}"))?;
     let mut listeners = Vec::new();
     for (i, addr) in settings.listeners.iter().enumerate() {
@@ -112,6 +114,7 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
     for t in threads {
         let _ = t.join();
     }
+    drop(net); // after the workers: their sockets are closed
     tracing::info!("stopped");
     Ok(())
 }

@@ -150,7 +150,6 @@ fn unsupported_settings_are_rejected() {
             "listener.tls",
             3,
         ),
-        ("[network]\nstack = \"lwip-dpdk\"\n", "network.stack", 2),
         (
             "[auth]\npassword_file = \"passwd\"\n",
             "auth.password_file",
