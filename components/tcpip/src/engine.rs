@@ -220,13 +220,20 @@ impl Engine {
                         continue;
                     };
                     s.pcb = std::ptr::null_mut();
-                    for p in s.pending.drain(..) {
-                        lwip::pbuf_free(p);
+                    if err == lwip::ERR_CLSD {
+                        // Not an error: lwIP freed the pcb after a clean close both ways
+                        // (our FIN acknowledged after the peer's, i.e. LAST_ACK done). Data
+                        // received before the peer's FIN is still delivered (`service_one`).
+                        s.fin_pending = true;
+                    } else {
+                        for p in s.pending.drain(..) {
+                            lwip::pbuf_free(p);
+                        }
+                        s.shared.update(|st| {
+                            st.error = Some(err_kind(err, st.connected));
+                            st.closed = true;
+                        });
                     }
-                    s.shared.update(|st| {
-                        st.error = Some(err_kind(err, st.connected));
-                        st.closed = true;
-                    });
                     self.enqueue(id);
                 }
                 Event::Accepted { listener, id, pcb } => self.accepted(listener, id, pcb),

@@ -12,6 +12,8 @@ mod api;
 mod bytequeue;
 mod engine;
 mod lwip;
+#[cfg(feature = "nic")]
+mod nic_link;
 mod shared;
 mod sock;
 

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::lwip::{self, Pbuf, Pcb};
-use crate::shared::StreamShared;
+use crate::shared::{StreamShared, StreamState};
 
 /// The loop's side of a stream.
 pub(crate) struct Sock {
@@ -27,14 +27,24 @@ pub(crate) fn service_one(s: &mut Sock) -> bool {
     let shared = s.shared.clone();
     shared.update(|st| {
         if s.pcb.is_null() {
-            // Connection gone: deliver what lwIP handed us, then wait for the handle drop.
-            st.closed = true;
+            // Connection gone: deliver what lwIP handed us (after a clean close, data the
+            // application has not read yet), then wait for the handle drop.
+            if fill_rx(s, st, None) {
+                if s.fin_pending {
+                    st.peer_fin = true;
+                }
+                st.closed = true;
+            }
             return st.close_requested;
         }
         let pcb = s.pcb;
         if st.abort_requested {
             lwip::abort(pcb);
             s.pcb = std::ptr::null_mut();
+            for p in s.pending.drain(..) {
+                lwip::pbuf_free(p);
+            }
+            s.fin_pending = false;
             st.closed = true;
             st.rx.clear();
             st.tx.clear();
@@ -49,31 +59,7 @@ pub(crate) fn service_one(s: &mut Sock) -> bool {
             lwip::recved(pcb, st.consumed);
             st.consumed = 0;
         }
-        while let Some(&p) = s.pending.front() {
-            let total = lwip::pbuf_len(p);
-            if st.shut_rd {
-                lwip::recved(pcb, total - s.pending_off);
-            } else {
-                while s.pending_off < total {
-                    let dst = st.rx.writable(total - s.pending_off);
-                    if dst.is_empty() {
-                        break;
-                    }
-                    let n = lwip::pbuf_copy(p, dst, s.pending_off);
-                    if n == 0 {
-                        break;
-                    }
-                    st.rx.commit(n);
-                    s.pending_off += n;
-                }
-                if s.pending_off < total {
-                    break; // rx buffer full: the rest waits for the application
-                }
-            }
-            lwip::pbuf_free(p);
-            s.pending.pop_front();
-            s.pending_off = 0;
-        }
+        fill_rx(s, st, Some(pcb));
         if s.fin_pending && s.pending.is_empty() {
             st.peer_fin = true;
         }
@@ -131,4 +117,37 @@ pub(crate) fn service_one(s: &mut Sock) -> bool {
         }
         gone
     })
+}
+
+/// Moves pending pbufs into the rx buffer as far as it has room (or discards them after
+/// shutdown(Read), acknowledging them while the pcb lives); true when none is left.
+fn fill_rx(s: &mut Sock, st: &mut StreamState, pcb: Option<Pcb>) -> bool {
+    while let Some(&p) = s.pending.front() {
+        let total = lwip::pbuf_len(p);
+        if st.shut_rd {
+            if let Some(pcb) = pcb {
+                lwip::recved(pcb, total - s.pending_off);
+            }
+        } else {
+            while s.pending_off < total {
+                let dst = st.rx.writable(total - s.pending_off);
+                if dst.is_empty() {
+                    break;
+                }
+                let n = lwip::pbuf_copy(p, dst, s.pending_off);
+                if n == 0 {
+                    break;
+                }
+                st.rx.commit(n);
+                s.pending_off += n;
+            }
+            if s.pending_off < total {
+                break; // rx buffer full: the rest waits for the application
+            }
+        }
+        lwip::pbuf_free(p);
+        s.pending.pop_front();
+        s.pending_off = 0;
+    }
+    s.pending.is_empty()
 }

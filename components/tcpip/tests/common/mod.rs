@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use musqratt_tcpip::{Interface, Link, Notify, Readiness, Stack, StackConfig};
 
+pub mod traffic;
+
 type Queue = Arc<Mutex<VecDeque<Vec<u8>>>>;
 
 /// One end of the wire: frames sent here are received by the other end.
@@ -90,6 +92,11 @@ pub fn start() -> Stack {
 
 /// A and B on the wire, plus `extra` interfaces.
 pub fn start_with(extra: Vec<Interface>) -> Stack {
+    start_config(extra, |_| {})
+}
+
+/// A and B on the wire, plus `extra` interfaces, with `tune` applied to the configuration.
+pub fn start_config(extra: Vec<Interface>, tune: impl FnOnce(&mut StackConfig)) -> Stack {
     let (a, b) = wire();
     let mut ifs = vec![
         Interface {
@@ -106,7 +113,9 @@ pub fn start_with(extra: Vec<Interface>) -> Stack {
         },
     ];
     ifs.extend(extra);
-    Stack::start(StackConfig::new(ifs)).expect("stack start")
+    let mut cfg = StackConfig::new(ifs);
+    tune(&mut cfg);
+    Stack::start(cfg).expect("stack start")
 }
 
 /// The far end of a wire, driven by the test itself (raw frames).
