@@ -23,7 +23,6 @@ use crate::table::{Entry, Kind, Table};
 const WAKE_DATA: u64 = 0x6d75_7371_7261_7474; // "musqratt"
 
 pub struct UserEpoll {
-    pub epfd: c_int,
     wake_fd: c_int,
     ready: Mutex<ReadyList>,
     sleeping: AtomicBool,
@@ -95,7 +94,6 @@ impl UserEpoll {
             return Err(e);
         }
         Ok(UserEpoll {
-            epfd,
             wake_fd,
             ready: Mutex::new(ReadyList::default()),
             sleeping: AtomicBool::new(false),
@@ -182,6 +180,7 @@ impl UserEpoll {
     pub fn wait(
         &self,
         table: &Table,
+        epfd: c_int,
         out: &mut [epoll_event],
         timeout: c_int,
         sigmask: *const libc::sigset_t,
@@ -206,13 +205,7 @@ impl UserEpoll {
                 }
             }
             let rest = &mut out[n..];
-            let k = sys::epoll_pwait(
-                self.epfd,
-                rest.as_mut_ptr(),
-                rest.len() as c_int,
-                t,
-                sigmask,
-            );
+            let k = sys::epoll_pwait(epfd, rest.as_mut_ptr(), rest.len() as c_int, t, sigmask);
             self.sleeping.store(false, Ordering::SeqCst);
             if k < 0 {
                 return if n > 0 { n as c_int } else { -1 };

@@ -167,12 +167,12 @@ pub extern "C" fn epoll_create(size: c_int) -> c_int {
     if size <= 0 {
         return crate::sys::fail(libc::EINVAL);
     }
-    crate::sys::epoll_create1(0)
+    posix::epoll_create1(0)
 }
 
 #[no_mangle]
 pub extern "C" fn epoll_create1(flags: c_int) -> c_int {
-    crate::sys::epoll_create1(flags)
+    posix::epoll_create1(flags)
 }
 
 #[no_mangle]

@@ -345,7 +345,7 @@ pub fn ioctl(fd: c_int, req: c_ulong, arg: c_ulong) -> c_int {
 
 pub fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
     let Some((_, e)) = user(fd) else {
-        return sys::fcntl(fd, cmd, arg);
+        return fcntl_kernel(fd, cmd, arg);
     };
     match cmd {
         // The placeholder keeps the file status flags, so F_GETFL reads back what was set.
@@ -360,12 +360,35 @@ pub fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
     }
 }
 
+/// fcntl on a kernel fd; a duplicated epoll fd is aliased to its original.
+fn fcntl_kernel(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    let r = sys::fcntl(fd, cmd, arg);
+    if r >= 0 && matches!(cmd, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
+        if let Some(st) = state() {
+            if st.table.is_tracked_epoll(fd) {
+                st.table.alias_epoll(fd, r);
+            }
+        }
+    }
+    r
+}
+
+pub fn epoll_create1(flags: c_int) -> c_int {
+    let fd = sys::epoll_create1(flags);
+    if fd >= 0 {
+        if let Some(st) = state() {
+            st.table.track_epoll(fd);
+        }
+    }
+    fd
+}
+
 pub fn close(fd: c_int) -> c_int {
     if let Some(st) = state() {
         st.table.set_candidate(fd, false);
         // Dropping the entry closes the user-level socket (FIN, or RST with unread input).
         drop(st.table.remove(fd));
-        drop(st.table.remove_epoll(fd));
+        st.table.remove_epoll(fd);
     }
     sys::close(fd)
 }
@@ -433,7 +456,7 @@ pub fn epoll_pwait(
     };
     // SAFETY: epoll_wait's contract: `max` writable epoll_event slots at `evs`.
     let out = unsafe { std::slice::from_raw_parts_mut(evs, n) };
-    ep.wait(&st.table, out, timeout, sigmask)
+    ep.wait(&st.table, epfd, out, timeout, sigmask)
 }
 
 pub fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: c_int) -> c_int {

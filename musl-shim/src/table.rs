@@ -21,6 +21,8 @@ use crate::epoll::UserEpoll;
 pub const MAX_FDS: usize = 1 << 20;
 const SHARDS: usize = 64;
 
+type EpollSlot = Arc<Mutex<Option<Arc<UserEpoll>>>>;
+
 pub enum Kind {
     /// `bind` to a user-level address happened; `listen` or `connect` comes next.
     Bound(SocketAddrV4),
@@ -89,8 +91,9 @@ pub struct Table {
     /// whether they move to the user-level stack.
     candidate: Bitmap,
     shards: Vec<RwLock<HashMap<c_int, Arc<Entry>>>>,
-    /// Epoll instances that have at least one user-level socket registered.
-    epolls: RwLock<HashMap<c_int, Arc<UserEpoll>>>,
+    /// Epoll fds (duplicates share a slot); the slot holds the user-level side once a
+    /// user-level socket is registered.
+    epolls: RwLock<HashMap<c_int, EpollSlot>>,
     pub epoll_count: AtomicU32,
 }
 
@@ -160,40 +163,87 @@ impl Table {
         slot(fd).is_some_and(|i| self.candidate.get(i))
     }
 
+    /// The user-level side of epoll `epfd`, if a user-level socket was ever registered in it
+    /// (through this fd or a duplicate of it).
     pub fn epoll(&self, epfd: c_int) -> Option<Arc<UserEpoll>> {
         if self.epoll_count.load(Ordering::Acquire) == 0 {
             return None;
         }
-        self.epolls
+        let slot = self
+            .epolls
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&epfd)
-            .cloned()
+            .cloned()?;
+        let ep = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        ep
+    }
+
+    /// Tracks a new epoll fd (epoll_create1 after install), so duplicates of it can be aliased.
+    pub fn track_epoll(&self, epfd: c_int) {
+        let mut map = self.epolls.write().unwrap_or_else(|e| e.into_inner());
+        if map.insert(epfd, Arc::new(Mutex::new(None))).is_none() {
+            self.epoll_count.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// `dup` of a tracked epoll fd: both numbers name the same kernel epoll, so they share one
+    /// user-level side (mio's `Registry::try_clone` registers through the duplicate while the
+    /// worker waits on the original).
+    pub fn alias_epoll(&self, epfd: c_int, dup: c_int) {
+        let mut map = self.epolls.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = map.get(&epfd).cloned() {
+            if map.insert(dup, slot).is_none() {
+                self.epoll_count.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    pub fn is_tracked_epoll(&self, epfd: c_int) -> bool {
+        self.epoll_count.load(Ordering::Acquire) != 0
+            && self
+                .epolls
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&epfd)
     }
 
     pub fn epoll_or_create(&self, epfd: c_int) -> std::io::Result<Arc<UserEpoll>> {
-        let mut map = self.epolls.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(ep) = map.get(&epfd) {
+        let slot = {
+            let mut map = self.epolls.write().unwrap_or_else(|e| e.into_inner());
+            match map.get(&epfd) {
+                Some(slot) => slot.clone(),
+                None => {
+                    // An epoll created before install: track it from now on.
+                    let slot: EpollSlot = Arc::new(Mutex::new(None));
+                    map.insert(epfd, slot.clone());
+                    self.epoll_count.fetch_add(1, Ordering::AcqRel);
+                    slot
+                }
+            }
+        };
+        let mut ep = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ep) = ep.as_ref() {
             return Ok(ep.clone());
         }
-        let ep = Arc::new(UserEpoll::new(epfd)?);
-        map.insert(epfd, ep.clone());
-        self.epoll_count.fetch_add(1, Ordering::AcqRel);
-        Ok(ep)
+        let new = Arc::new(UserEpoll::new(epfd)?);
+        *ep = Some(new.clone());
+        Ok(new)
     }
 
-    pub fn remove_epoll(&self, epfd: c_int) -> Option<Arc<UserEpoll>> {
+    /// `close` of an epoll fd: forget this number; the user-level side lives while another
+    /// duplicate still names it.
+    pub fn remove_epoll(&self, epfd: c_int) {
         if self.epoll_count.load(Ordering::Acquire) == 0 {
-            return None;
+            return;
         }
-        let ep = self
+        let removed = self
             .epolls
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&epfd);
-        if ep.is_some() {
+        if removed.is_some() {
             self.epoll_count.fetch_sub(1, Ordering::AcqRel);
         }
-        ep
     }
 }
