@@ -33,8 +33,10 @@ deps-test:
 build:
 	$(CARGO) build --workspace
 
-release:
-	$(CARGO) build --release -p musqratt
+# Every release binary carries the lwIP/DPDK path (`[network] stack = "lwip-dpdk"`); plain
+# `cargo build` leaves it out so it builds where DPDK is not installed.
+release: deps-run
+	$(CARGO) build --release -p musqratt --features lwip-dpdk
 
 serve: deps-run release
 	exec target/release/musqratt serve --listen 127.0.0.1:1883
@@ -47,8 +49,13 @@ fmt:
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
+# The components' optional path: tcpip over the nic (DPDK net_ring tests).
+COMPONENT_FEATURES := -p musqratt-tcpip --features musqratt-tcpip/nic
+
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p musqratt --all-targets --features lwip-dpdk -- -D warnings
+	$(CARGO) clippy $(COMPONENT_FEATURES) --all-targets -- -D warnings
 	$(CARGO) clippy -p musqratt --all-targets --features fault-injection -- -D warnings
 
 # The panic isolation test needs a broker built with the `fault-injection` feature (a debug build,
@@ -60,9 +67,11 @@ ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
 	$(CARGO) nextest run $(FAULT_TEST) --no-fail-fast
+	$(CARGO) nextest run $(COMPONENT_FEATURES) --no-fail-fast
 else
 	$(CARGO) test --workspace --no-fail-fast
 	$(CARGO) test $(FAULT_TEST) --no-fail-fast
+	$(CARGO) test $(COMPONENT_FEATURES) --no-fail-fast
 endif
 
 pytest: release

@@ -79,7 +79,7 @@ MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 
 # --- Build ---------------------------------------------------------------------
 log "building musqratt and musqratt-bench (release)"
-cargo build --release -q -p musqratt -p musqratt-bench
+cargo build --release -q -p musqratt -p musqratt-bench --features musqratt/lwip-dpdk
 MUSQRATT=${BENCH_MUSQRATT_BIN:-$TARGET/release/musqratt}
 GEN=$TARGET/release/musqratt-bench
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what MusQraTT needs on a fresh Debian 12 machine (run as root).
 #
-#   scripts/install-deps.sh run    # toolchain check only (enough for `make serve`)
+#   scripts/install-deps.sh run    # toolchain check + DPDK/lwIP dev packages (enough for `make serve`)
 #   scripts/install-deps.sh test   # + mosquitto, mosquitto-clients, tmux, python venv with paho-mqtt 2.x + pytest
 #
 # Idempotent: when everything is present it only checks and returns quickly.
@@ -97,10 +97,16 @@ PY
     fi
 }
 
+# The user-level network path (`[network] stack = "lwip-dpdk"`, built into every release
+# binary): DPDK and lwIP from Debian, libclang for bindgen; iproute2/ethtool for the
+# namespace topologies of runscripts/ and the tests (docs/deploy-dpdk.md).
+NET_PKGS=(libdpdk-dev dpdk liblwip-dev libclang-dev pkg-config iproute2 ethtool)
+
 check_rust
 case "$MODE" in
-    run) ;;
+    run) apt_install "${NET_PKGS[@]}" ;;
     test)
+        apt_install "${NET_PKGS[@]}"
         apt_install mosquitto mosquitto-clients tmux ca-certificates
         stop_system_mosquitto
         python_env

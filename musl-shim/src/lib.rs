@@ -1,7 +1,7 @@
 //! musqratt-musl-shim: the POSIX layer beneath libc (docs/design.md "The runtime stack",
 //! docs/composite.md).
 //!
-//! Linked into the broker with the `interpose` feature, this crate defines the socket, epoll,
+//! Linked into a binary (the broker with its `lwip-dpdk` feature), this crate defines the socket, epoll,
 //! poll, ioctl/fcntl and close calls that Rust's std and mio make. Until [`install`] runs, every
 //! call goes straight to the kernel. After it, a TCP socket bound to an address of the
 //! user-level stack (or connecting into one of its subnets) is served by musqratt-tcpip; every
@@ -15,10 +15,9 @@
 
 mod addr;
 mod epoll;
-#[cfg(feature = "interpose")]
 mod exports;
 mod ops;
-pub mod posix;
+mod posix;
 mod sys;
 mod table;
 
@@ -84,9 +83,6 @@ pub fn install(stack: Stack, nets: &[(Ipv4Addr, u8)]) -> std::io::Result<()> {
 pub fn installed() -> bool {
     STATE.get().is_some()
 }
-
-/// Whether this binary carries the interposed symbols (the `interpose` feature).
-pub const INTERPOSES: bool = cfg!(feature = "interpose");
 
 /// Whether `fd` is a user-level socket (for tests and diagnostics).
 pub fn is_user_fd(fd: i32) -> bool {

@@ -383,9 +383,9 @@ pub fn setsockopt(entry: &Entry, level: c_int, name: c_int, val: Option<c_int>) 
             let Some(v) = val else {
                 return sys::fail(libc::EINVAL);
             };
-            match stream(entry) {
-                Ok(s) => s.set_nodelay(v != 0),
-                Err(_) => {} // on a listener: nothing to set yet (accepted sockets get it per call)
+            // On a listener there is nothing to set: accepted sockets get it per call.
+            if let Ok(s) = stream(entry) {
+                s.set_nodelay(v != 0);
             }
             0
         }

@@ -2,7 +2,9 @@
 //! call goes to `ops` over the tcpip component; otherwise it is the kernel's, unchanged.
 //!
 //! The functions keep the C signatures (raw pointers and all) because they ARE the C functions
-//! once `exports` names them; each turns its pointers into slices in one place.
+//! once `exports` names them; each turns its pointers into slices in one place. This module is
+//! private: nothing in Rust can call these with arbitrary pointers, only C callers through the
+//! symbols, under the C functions' own contracts (which the SAFETY comments cite).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -47,9 +47,6 @@ fn start_lwip(cfg: &crate::config::LwipDpdk) -> Result<NetGuard, String> {
     use musqratt_nic::{Eal, Port, PortConfig, PortRef};
     use musqratt_tcpip::{Interface, Stack, StackConfig};
 
-    if !musqratt_musl_shim::INTERPOSES {
-        return Err("network.stack = \"lwip-dpdk\": the POSIX shim is not linked in".into());
-    }
     let eal = Eal::init(&cfg.eal_args).map_err(|e| format!("network.eal_args: {e}"))?;
     let port_ref = match &cfg.port {
         Some(name) => PortRef::Name(name),
