@@ -45,6 +45,7 @@ dir=$(mktemp -d /tmp/musqratt-afp-XXXXXX)
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    set +e # clean up everything, whatever fails
     musq_stop_broker
     musq_netns_del "$bns" "$pns"
     musq_dpdk_clean "$prefix"

@@ -41,7 +41,8 @@ dir=$(mktemp -d /tmp/musqratt-tap-XXXXXX)
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    [[ -n ${waiter:-} ]] && kill "$waiter" 2>/dev/null
+    set +e # clean up everything, whatever fails
+    [[ -n ${waiter:-} ]] && kill "$waiter" 2>/dev/null || true
     musq_stop_broker
     musq_netns_del "$ns"
     musq_dpdk_clean "$prefix"
