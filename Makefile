@@ -62,6 +62,8 @@ lint:
 # for that test only; it runs that binary, not $(MUSQRATT_BIN)).
 FAULT_TEST := -p musqratt --features fault-injection --test hardening_runtime_panic
 
+# The release binary carries lwip-dpdk: its namespace test must run, not skip (lwip_netns.rs).
+cargo-test: export MUSQRATT_LWIP_REQUIRED := 1
 cargo-test: release
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
