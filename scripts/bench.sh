@@ -19,6 +19,10 @@
 #   BENCH_DOCS=1       0: do not rewrite docs/benchmarks.{md,png}
 #   BENCH_OUT=target/bench
 #   BENCH_QUIET=1      0: leave the kernel's DAMON memory scanner running (see below)
+#   BENCH_NETNS=1      0: skip the last part, MusQraTT on lwIP beside MusQraTT on kernel
+#                      sockets on one veth (scripts/bench-netns.sh; root; label "netns"
+#                      for BENCH_ONLY). Its table goes into its own section at the end of
+#                      docs/benchmarks.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -284,6 +288,18 @@ if wanted scaling; then
         done
     done
 fi
+# The lwIP path beside the kernel path on one veth (issue 12): its own script, its own table.
+NETNS_MD=
+if [ "${BENCH_NETNS:-1}" = 1 ] && wanted netns; then
+    if [ "$(id -u)" -ne 0 ]; then
+        log "not root: skipping the lwIP / kernel runs on a veth (scripts/bench-netns.sh)"
+    elif BENCH_ROUNDS=$ROUNDS BENCH_SECS=$SECS BENCH_OUT=$OUT BENCH_MUSQRATT_BIN=$MUSQRATT \
+        BENCH_GEN_BIN=$GEN scripts/bench-netns.sh; then
+        NETNS_MD=$OUT/netns.md
+    else
+        log "scripts/bench-netns.sh failed: the veth section of docs/benchmarks.md is left as it was"
+    fi
+fi
 log "runs took $(($(date +%s) - START)) s; results in $RESULTS"
 restore_damon
 
@@ -296,5 +312,40 @@ fi
 "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null && PY=$VENV/bin/python
 DOC_ARGS=()
 [ "$DOCS" = 1 ] && DOC_ARGS=(--md docs/benchmarks.md --png docs/benchmarks.png)
-"$PY" scripts/bench_plot.py "$RESULTS" --mosquitto "$("$MOSQUITTO" -h 2>&1 | head -1)" \
-    --commit "$COMMIT" --note "$MACHINE_NOTE" "${DOC_ARGS[@]}"
+# bench_plot.py rewrites everything after <!-- results --> in docs/benchmarks.md: the sections
+# written by hand after its tables (## headings other than "Latest results") are put back after it.
+DOC_TAIL=$OUT/benchmarks-tail.md
+[ "$DOCS" = 1 ] && python3 - docs/benchmarks.md >"$DOC_TAIL" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+after = text.split("<!-- results -->", 1)[1] if "<!-- results -->" in text else ""
+m = re.search(r"^## (?!Latest results)", after, re.M)
+sys.stdout.write(after[m.start():] if m else "")
+PY
+if [ -s "$RESULTS" ]; then
+    "$PY" scripts/bench_plot.py "$RESULTS" --mosquitto "$("$MOSQUITTO" -h 2>&1 | head -1)" \
+        --commit "$COMMIT" --note "$MACHINE_NOTE" "${DOC_ARGS[@]}"
+fi
+# Then the veth table replaces the one between the markers of its section (added at the end if
+# the file has none).
+if [ "$DOCS" = 1 ]; then
+    python3 - docs/benchmarks.md "$DOC_TAIL" "$NETNS_MD" "$COMMIT" <<'PY'
+import sys
+md, tail_file, netns_md, commit = sys.argv[1:5]
+text = open(md).read()
+tail = open(tail_file).read()
+if tail and tail.strip() not in text:
+    text = text.rstrip("\n") + "\n\n" + tail
+if netns_md:
+    begin, end = "<!-- netns-results -->", "<!-- /netns-results -->"
+    table = open(netns_md).read().strip("\n").replace(
+        "by `scripts/bench-netns.sh` (", f"by `make bench` (`scripts/bench-netns.sh`, MusQraTT at {commit}, ", 1)
+    block = f"{begin}\n{table}\n{end}"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = (text.rstrip("\n") + "\n\n## The lwIP path beside the kernel path on one veth\n\n"
+                + block + "\n")
+open(md, "w").write(text.rstrip("\n") + "\n")
+PY
+fi
