@@ -19,6 +19,7 @@
 # Knobs (environment): BENCH_ROUNDS=3  BENCH_SECS=5 (latency: 4x)  BENCH_IDLE_SECS=20
 #   BENCH_OUT=target/bench  BENCH_MUSQRATT_BIN (default target/release/musqratt, which must be built
 #   with --features lwip-dpdk)  BENCH_GEN_BIN (default target/release/musqratt-bench)
+#   BENCH_LWIP_IDLE_US: the lwIP set-up's [network] idle_sleep_max_us (default: the broker's, 1000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -116,6 +117,7 @@ stack = "lwip-dpdk"
 ip = "$BROKER_IP/24"
 gateway = "${PEER_CIDR%/*}"
 eal_args = ["--no-huge", "--no-pci", "--no-shconf", "-m", "256", "-l", "0", "--file-prefix", "$PREFIX", "--vdev=net_af_packet0,iface=$BIF"]
+${BENCH_LWIP_IDLE_US:+idle_sleep_max_us = $BENCH_LWIP_IDLE_US}
 
 [[listener]]
 bind = "$BROKER_IP:$PORT"

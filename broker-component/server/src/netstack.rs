@@ -63,7 +63,9 @@ fn start_lwip(cfg: &crate::config::LwipDpdk) -> Result<NetGuard, String> {
         prefix_len: cfg.prefix_len,
         gateway: cfg.gateway,
     };
-    let stack = Stack::start(StackConfig::new(vec![iface]))
+    let mut stack_cfg = StackConfig::new(vec![iface]);
+    stack_cfg.idle_sleep_max = std::time::Duration::from_micros(cfg.idle_sleep_max_us.into());
+    let stack = Stack::start(stack_cfg)
         .map_err(|e| format!("network: cannot start the lwIP stack: {e}"))?;
     musqratt_musl_shim::install(stack.clone(), &[(cfg.ip, cfg.prefix_len)])
         .map_err(|e| format!("network: {e}"))?;

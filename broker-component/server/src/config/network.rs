@@ -26,9 +26,23 @@ pub struct LwipDpdk {
     pub eal_args: Vec<String>,
     /// The DPDK port to drive: a device name (`net_af_packet0`) or, by default, the first port.
     pub port: Option<String>,
+    /// `idle_sleep_max_us`: the longest sleep of the tcpip poll loop when idle. Frames arriving
+    /// while it sleeps wait up to this long (latency); a shorter cap costs idle CPU. Default 1000.
+    pub idle_sleep_max_us: u32,
 }
 
-const KEYS: &[&str] = &["stack", "ip", "gateway", "eal_args", "port"];
+/// Bounds of `idle_sleep_max_us`: 0 = never sleep (busy-poll a core), at most one second.
+const IDLE_SLEEP_MAX_US: std::ops::RangeInclusive<i64> = 0..=1_000_000;
+pub const DEFAULT_IDLE_SLEEP_MAX_US: u32 = 1_000;
+
+const KEYS: &[&str] = &[
+    "stack",
+    "ip",
+    "gateway",
+    "eal_args",
+    "port",
+    "idle_sleep_max_us",
+];
 
 impl Cx<'_> {
     pub(super) fn network(&self, key: &Key, item: &Item) -> Result<NetworkStack, ConfigError> {
@@ -37,6 +51,7 @@ impl Cx<'_> {
         let mut gateway = None;
         let mut eal_args = None;
         let mut port = None;
+        let mut idle = None;
         for (k, v) in entries(self.table(key, item, "network")?) {
             match k.get() {
                 "stack" => match self.string(k, v, "network.stack")? {
@@ -92,6 +107,17 @@ impl Cx<'_> {
                     eal_args = Some(args);
                 }
                 "port" => port = Some(self.string(k, v, "network.port")?.to_string()),
+                "idle_sleep_max_us" => {
+                    let n = v.as_integer().filter(|n| IDLE_SLEEP_MAX_US.contains(n));
+                    idle = Some(n.ok_or_else(|| {
+                        self.at(
+                            k,
+                            v,
+                            "network.idle_sleep_max_us",
+                            format_args!("expected an integer 0..=1000000, found {}", shown(v)),
+                        )
+                    })? as u32);
+                }
                 other => return Err(self.unknown(k, &format!("network.{other}"), KEYS)),
             }
         }
@@ -117,10 +143,16 @@ impl Cx<'_> {
                     gateway,
                     eal_args,
                     port,
+                    idle_sleep_max_us: idle.unwrap_or(DEFAULT_IDLE_SLEEP_MAX_US),
                 }))
             }
             _ => {
-                if ip.is_some() || gateway.is_some() || eal_args.is_some() || port.is_some() {
+                if ip.is_some()
+                    || gateway.is_some()
+                    || eal_args.is_some()
+                    || port.is_some()
+                    || idle.is_some()
+                {
                     return Err(self.at(
                         key,
                         item,
@@ -158,6 +190,16 @@ mod tests {
         assert_eq!(n.prefix_len, 24);
         assert_eq!(n.gateway, Some(std::net::Ipv4Addr::new(10, 99, 0, 1)));
         assert_eq!(n.eal_args, ["--no-huge", "-l", "0"]);
+        assert_eq!(n.idle_sleep_max_us, 1000);
+        let s = Settings::parse(
+            "t.toml",
+            "[network]\nstack = \"lwip-dpdk\"\nip = \"10.99.0.2/24\"\neal_args = []\nidle_sleep_max_us = 50\n",
+        )
+        .unwrap();
+        let NetworkStack::LwipDpdk(n) = s.network else {
+            panic!("not lwip: {:?}", s.network)
+        };
+        assert_eq!(n.idle_sleep_max_us, 50);
     }
 
     #[test]
@@ -183,5 +225,14 @@ mod tests {
         assert!(e.0.contains("need stack = \"lwip-dpdk\""), "{e}");
         let e = Settings::parse("t.toml", "[network]\nstack = \"dpdk\"\n").unwrap_err();
         assert!(e.0.starts_with("t.toml:2: key 'network.stack'"), "{e}");
+        let e = Settings::parse(
+            "t.toml",
+            "[network]\nstack = \"lwip-dpdk\"\nip = \"10.0.0.1/8\"\neal_args = []\nidle_sleep_max_us = -1\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("t.toml:5: key 'network.idle_sleep_max_us'"),
+            "{e}"
+        );
     }
 }
