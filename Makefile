@@ -86,11 +86,12 @@ musl:
 	scripts/build-musl.sh
 
 # The broker integration tests a second time, against the musl binary (same tests, other binary).
+# The static binary carries the lwIP/DPDK path too: its lwip_netns variant must run, not skip.
 test-musl: musl
 ifeq ($(NEXTEST),yes)
-	MUSQRATT_BIN=$(MUSL_BIN) $(CARGO) nextest run -p musqratt --no-fail-fast
+	MUSQRATT_LWIP_REQUIRED=1 MUSQRATT_BIN=$(MUSL_BIN) $(CARGO) nextest run -p musqratt --no-fail-fast
 else
-	MUSQRATT_BIN=$(MUSL_BIN) $(CARGO) test -p musqratt --no-fail-fast
+	MUSQRATT_LWIP_REQUIRED=1 MUSQRATT_BIN=$(MUSL_BIN) $(CARGO) test -p musqratt --no-fail-fast
 endif
 	MUSQRATT_BIN=$(MUSL_BIN) $(VENV)/bin/python -m pytest -q broker-component/server/tests/paho $(PYTEST_ARGS)
 

@@ -3,10 +3,13 @@
 # Rust's std compiled from source (Debian's rust-web-src) over musl libc.
 #
 #   scripts/build-musl.sh                 # -> target/x86_64-unknown-musqratt-musl/release/musqratt
-#   MUSL_FEATURES= scripts/build-musl.sh  # musl's own malloc instead of mimalloc
+#   MUSL_FEATURES= scripts/build-musl.sh  # musl's own malloc, no lwIP/DPDK path
 #
-# MUSL_FEATURES (cargo features of the musqratt crate) defaults to "mimalloc" when the crate has
-# that feature: musl's malloc halves the broker's throughput under threads (docs/runtime.md).
+# MUSL_FEATURES (cargo features of the musqratt crate) defaults to "mimalloc,lwip-dpdk" (each
+# when the crate has it): musl's malloc halves the broker's throughput under threads, and the
+# static binary carries the user-level network path like target/release/musqratt does. With
+# lwip-dpdk, DPDK comes from Debian's static archives and lwIP is compiled from Debian's source
+# (scripts/fetch-lwip-src.sh); docs/runtime.md "The static build on the lwIP path".
 #
 # Installs Debian's rustc-web, cargo-web, rust-web-src, musl-tools, musl-dev and libunwind-14-dev
 # when missing (run as root, or with sudo). Idempotent: a second run only checks and lets cargo
@@ -20,8 +23,10 @@ TARGET_NAME=x86_64-unknown-musqratt-musl
 TARGET_JSON="rust-std-port/$TARGET_NAME.json"
 CARGO_CONFIG="rust-std-port/cargo-config.toml"
 PROFILE="${MUSL_PROFILE:-release}"
-if [ -z "${MUSL_FEATURES+set}" ] && grep -q '^mimalloc *=' broker-component/server/Cargo.toml; then
-    FEATURES=mimalloc
+if [ -z "${MUSL_FEATURES+set}" ]; then
+    FEATURES=""
+    grep -q '^mimalloc *=' broker-component/server/Cargo.toml && FEATURES="mimalloc"
+    grep -q '^lwip-dpdk *=' broker-component/server/Cargo.toml && FEATURES="${FEATURES:+$FEATURES,}lwip-dpdk"
 else
     FEATURES="${MUSL_FEATURES-}"
 fi
@@ -91,7 +96,19 @@ if [ ! -f "$SUPPORT/libunwind.a" ] || [ "$STUB_SRC" -nt "$SUPPORT/libunwind.a" ]
     mv "$SUPPORT/libunwind.a.tmp" "$SUPPORT/libunwind.a"
 fi
 
-# --- 3. cargo build: std from source for our target ----------------------------------------
+# --- 3. lwIP from Debian's source, DPDK's static archives (feature lwip-dpdk) ------------------
+case ",$FEATURES," in
+*,lwip-dpdk,*)
+    for f in /usr/lib/x86_64-linux-gnu/librte_eal.a /usr/lib/x86_64-linux-gnu/libnuma.a \
+             /usr/include/lwip/lwipopts.h; do
+        [ -e "$f" ] || die "missing $f: the lwip-dpdk feature needs libdpdk-dev and liblwip-dev (scripts/install-deps.sh run)"
+    done
+    MUSQRATT_LWIP_SRC="$(scripts/fetch-lwip-src.sh "$SUPPORT/lwip")"
+    export MUSQRATT_LWIP_SRC
+    ;;
+esac
+
+# --- 4. cargo build: std from source for our target ----------------------------------------
 args=(build --locked --profile "$PROFILE" -p musqratt
       --target "$TARGET_JSON" --config "$CARGO_CONFIG")
 [ -n "$FEATURES" ] && args+=(--features "$FEATURES")
@@ -106,7 +123,7 @@ env -u RUSTC_WRAPPER -u CARGO_BUILD_RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS \
     CARGO_TARGET_DIR="$TARGET_DIR" \
     "$CARGO_DEB" "${args[@]}"
 
-# --- 4. check: static, no interpreter -------------------------------------------------------
+# --- 5. check: static, no interpreter -------------------------------------------------------
 [ -x "$OUT" ] || die "no binary at $OUT"
 if readelf -lW "$OUT" | grep -q 'INTERP'; then die "$OUT has a program interpreter"; fi
 if readelf -dW "$OUT" | grep -q 'NEEDED'; then die "$OUT needs shared libraries"; fi

@@ -315,12 +315,17 @@ pub fn getsockopt(
 }
 
 pub fn ioctl(fd: c_int, req: c_ulong, arg: c_ulong) -> c_int {
+    // glibc declares the request `unsigned long`, musl `int`: from a musl caller only the low
+    // 32 bits of the register are defined, and they are all the kernel reads (`unsigned int`).
+    let req = req as u32;
+    const FIONBIO: u32 = libc::FIONBIO as u32;
+    const FIONREAD: u32 = libc::FIONREAD as u32;
     let Some((_, e)) = user(fd) else {
-        return sys::ioctl(fd, req, arg);
+        return sys::ioctl(fd, c_ulong::from(req), arg);
     };
     let p = arg as *mut c_int;
     match req {
-        libc::FIONBIO => {
+        FIONBIO => {
             if p.is_null() {
                 return sys::fail(libc::EFAULT);
             }
@@ -329,7 +334,7 @@ pub fn ioctl(fd: c_int, req: c_ulong, arg: c_ulong) -> c_int {
             e.nonblocking.store(on, Ordering::Relaxed);
             0
         }
-        libc::FIONREAD => {
+        FIONREAD => {
             if p.is_null() {
                 return sys::fail(libc::EFAULT);
             }
