@@ -47,6 +47,10 @@ pub struct Broker {
     pub(crate) started: Instant,
     pub(crate) next_sys: Mutex<Instant>,
     next_hold_purge: Mutex<Instant>,
+    /// Where durable state changes go (persist.rs); None = in memory only.
+    pub journal: Option<Arc<dyn crate::persist::Journal>>,
+    /// Store ids of messages and queue entries.
+    pub ids: crate::persist::Ids,
 }
 
 impl Broker {
@@ -63,6 +67,8 @@ impl Broker {
             started: now,
             next_sys: Mutex::new(now),
             next_hold_purge: Mutex::new(now),
+            journal: None,
+            ids: crate::persist::Ids::default(),
         }
     }
 
@@ -156,6 +162,7 @@ impl Broker {
             let held = {
                 let mut hold = self.hold.lock();
                 hold.purge_expired(now);
+                self.persist_hold_changes(&mut hold, out);
                 hold.topic_count() > 0
             };
             *self.next_hold_purge.lock() = if held {
@@ -188,7 +195,7 @@ impl Broker {
             self.publish_will(w, publisher, now, out);
         }
         if expired {
-            self.remove_session(cell);
+            self.remove_session(cell, out);
         }
     }
 
@@ -241,7 +248,13 @@ impl Broker {
         s.wake_pending = false;
         s.release_waiters(&mut out.resumes);
         s.drop_qos0();
+        let stored = crate::persist::durable_session(&s);
         s.expiry_interval = expiry;
+        if stored && expiry == 0 {
+            self.persist_session_end(&s, true, out);
+        } else if stored {
+            self.persist_session(&s, out);
+        }
         let mut will_now = None;
         if let Some(w) = will {
             let delay = will_delay(&w).min(expiry);
@@ -264,13 +277,13 @@ impl Broker {
             self.publish_will(w, publisher, now, out);
         }
         if expiry == 0 {
-            self.remove_session(cell);
+            self.remove_session(cell, out);
         }
     }
 
     /// Ends a session: out of the registry, its subscriptions out of the tree.
     /// Does nothing if a connection attached to it meanwhile.
-    pub(crate) fn remove_session(&self, cell: &Arc<SessionCell>) {
+    pub(crate) fn remove_session(&self, cell: &Arc<SessionCell>, out: &mut Output) {
         let subscriptions = {
             let mut registry = self.sessions.lock();
             let mut s = cell.lock();
@@ -284,6 +297,7 @@ impl Broker {
                 registry.remove(&s.client_id);
             }
             self.cancel_timers(&mut s);
+            self.persist_session_end(&s, false, out);
             (s.id, s.end())
         };
         self.unsubscribe_all(subscriptions.0, &subscriptions.1);

@@ -49,6 +49,10 @@ pub struct Output {
     pub pause: bool,
     /// Paused publishers that may read again: the transport resumes them.
     pub resumes: Vec<ConnRef>,
+    /// The journal ticket this event's output waits for (0 = none): the transport holds
+    /// back `transmit` (and whatever this connection sends after it) until the journal
+    /// reports it durable (persist.rs).
+    pub durable_after: crate::persist::Ticket,
 }
 
 impl Output {

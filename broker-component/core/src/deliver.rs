@@ -29,7 +29,9 @@ impl Connection {
         let queued_before = s.queue.len();
         while let Some(front) = s.queue.front() {
             if front.msg.is_expired(now) {
-                s.pop_queued();
+                if let Some(o) = s.pop_queued() {
+                    broker.persist_unqueued(s, &o, out);
+                }
                 continue;
             }
             if front.qos != QoS::AtMostOnce && s.inflight.len() >= window {
@@ -46,11 +48,16 @@ impl Connection {
                     QoS::AtLeastOnce => InflightState::AwaitPubAck,
                     _ => InflightState::AwaitPubRec,
                 };
-                s.inflight.push_back(Inflight {
+                let inflight = Inflight {
                     packet_id,
                     out: o,
                     state,
-                });
+                };
+                // QoS 2: the PUBLISH leaves once its packet id is stored (persist.rs).
+                broker.persist_sent(s, &inflight, out);
+                s.inflight.push_back(inflight);
+            } else {
+                broker.persist_unqueued(s, &o, out);
             }
         }
         let moved = queued_before.saturating_sub(s.queue.len());
@@ -89,8 +96,8 @@ impl Connection {
             };
             if keep {
                 i += 1;
-            } else {
-                s.inflight.remove(i);
+            } else if let Some(gone) = s.inflight.remove(i) {
+                broker.persist_unqueued(s, &gone.out, out);
             }
         }
     }

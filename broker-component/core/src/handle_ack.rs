@@ -53,7 +53,9 @@ impl Connection {
         let mut s = session.lock();
         match s.inflight.iter().position(|i| i.packet_id == id) {
             Some(pos) if s.inflight.get(pos).is_some_and(|i| i.state == expected) => {
-                s.inflight.remove(pos);
+                if let Some(done) = s.inflight.remove(pos) {
+                    broker.persist_unqueued(&s, &done.out, out);
+                }
                 self.drain(broker, &mut s, now, out);
             }
             Some(_) => {
@@ -90,13 +92,20 @@ impl Connection {
         match (pos, state) {
             (Some(pos), Some(InflightState::AwaitPubRec)) if a.reason_code.is_error() => {
                 // §4.3.3: a PUBREC with an error ends the flow.
-                s.inflight.remove(pos);
+                if let Some(done) = s.inflight.remove(pos) {
+                    broker.persist_unqueued(&s, &done.out, out);
+                }
                 self.drain(broker, &mut s, now, out);
                 return;
             }
             (Some(pos), Some(InflightState::AwaitPubRec)) => {
                 if let Some(i) = s.inflight.get_mut(pos) {
                     i.state = InflightState::AwaitPubComp;
+                }
+                // The PUBREL leaves once the new state is stored: after a restart we send
+                // PUBREL again, never the PUBLISH (which the client would deliver twice).
+                if let Some(i) = s.inflight.get(pos) {
+                    broker.persist_sent(&s, i, out);
                 }
             }
             // A repeated PUBREC (its PUBREL crossed it): PUBREL again, as §4.3.3
@@ -126,7 +135,14 @@ impl Connection {
         let Some(session) = self.session.clone() else {
             return;
         };
-        let found = session.lock().incoming_qos2.remove(&a.packet_id);
+        let found = {
+            let mut s = session.lock();
+            let found = s.incoming_qos2.remove(&a.packet_id);
+            if found {
+                broker.persist_incoming_qos2(&s, a.packet_id, false, out);
+            }
+            found
+        };
         let mut comp = PubAck::new(a.packet_id);
         if !found && self.version.is_v5() {
             comp.reason_code = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;

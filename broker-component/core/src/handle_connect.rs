@@ -118,6 +118,7 @@ impl Connection {
                 if c.clean_start || s.expiry_interval == 0 {
                     // Discard the old session: a fresh one replaces it.
                     let old_id = s.id;
+                    broker.persist_session_end(&s, false, out);
                     let filters = s.end();
                     drop(s);
                     let fresh = self.new_session(broker, &client_id);
@@ -140,7 +141,12 @@ impl Connection {
                 (fresh, false)
             }
         };
-        self.session_id = cell.lock().id;
+        self.session_id = {
+            let s = cell.lock();
+            // Created or resumed: its record (the expiry may have changed) before CONNACK.
+            broker.persist_session(&s, out);
+            s.id
+        };
         self.session = Some(Arc::clone(&cell));
         self.state = State::Connected;
         broker.metrics.clients_connected.add(1);

@@ -97,6 +97,7 @@ impl Connection {
                 );
             }
             s.incoming_qos2.insert(packet_id);
+            broker.persist_incoming_qos2(&s, packet_id, true, out);
         }
 
         let routed = if reserved {

@@ -135,6 +135,10 @@ impl Connection {
             // not become a flood of log lines.
             tracing::warn!(client = %self.client_id, refused = quota_refused, limit = broker.config.max_subscriptions_per_client, "limits.max_subscriptions_per_client reached: SUBSCRIBE filters refused");
         }
+        if !accepted.is_empty() {
+            // The SUBACK waits for the session's new record (persist.rs).
+            broker.persist_session(&session.lock(), out);
+        }
         let suback = SubAck {
             packet_id: sub.packet_id,
             properties: Properties::default(),
@@ -153,6 +157,7 @@ impl Connection {
         let mut queued: Vec<Outgoing> = Vec::new();
         let mut skipped_retained = 0u64;
         let mut budget = walk_budget(accepted.iter().map(|a| split_shared(&a.0).1));
+        let mut taken_from_hold = Vec::new();
         let mut out_of_budget = false;
         for (filter, granted, send_retained, no_local) in &accepted {
             let plain = split_shared(filter).1;
@@ -170,11 +175,14 @@ impl Connection {
                 }
             }
             if broker.config.hold_enabled {
-                let held =
-                    broker
-                        .hold
-                        .lock()
-                        .take_matching(plain, now, room, *no_local, &mut budget);
+                let held = {
+                    let mut hold = broker.hold.lock();
+                    let held = hold.take_matching(plain, now, room, *no_local, &mut budget);
+                    // Their store deletes are recorded after their queue entries (below):
+                    // deleted first, a message's last reference would free it on disk.
+                    taken_from_hold.append(&mut hold.forgotten);
+                    held
+                };
                 out_of_budget |= budget == 0;
                 room -= held.len();
                 for msg in held {
@@ -193,16 +201,24 @@ impl Connection {
                 "SUBSCRIBE walked its budget of retained/held topic nodes: retained messages not found yet are not sent, held ones stay held");
         }
         if queued.is_empty() {
+            broker.persist_held_taken(taken_from_hold, out);
             return;
         }
         let mut s = session.lock();
-        for o in queued {
+        for mut o in queued {
             // Publishes may have filled the queue meanwhile: the excess is dropped and counted.
             s.note_queued(o.qos); // so a later QoS 1/2 may evict it (flow.rs)
+            broker.mark_durable(&s, &mut o);
+            let durable = o.entry != 0;
             if s.enqueue(o, QueueLimit::of(&broker.config)).is_err() {
                 broker.metrics.messages_dropped.add(1);
+            } else if durable {
+                if let Some(o) = s.queue.back() {
+                    broker.persist_queued(&s, o, out);
+                }
             }
         }
+        broker.persist_held_taken(taken_from_hold, out);
         s.wake_pending = false;
         if out.transmit.len() < DRAIN_AT_SUBSCRIBE_BELOW {
             self.drain(broker, &mut s, now, out);
@@ -270,6 +286,7 @@ impl Connection {
                 ReasonCode::NO_SUBSCRIPTION_EXISTED
             });
         }
+        broker.persist_session(&session.lock(), out);
         let unsuback = UnsubAck {
             packet_id: u.packet_id,
             properties: Properties::default(),
@@ -285,6 +302,7 @@ fn outgoing(msg: Arc<Message>, granted: QoS, retain: bool, sub_ids: &[u32]) -> O
         msg,
         retain,
         sub_ids: sub_ids.to_vec(),
+        entry: 0,
     }
 }
 

@@ -53,6 +53,10 @@ pub(crate) struct HoldQueues {
     expiries: BTreeSet<(Instant, u64)>,
     /// Dropped for `max_total_mb` since the last log line.
     drop_log: LogLimit,
+    /// With a journal: QoS 1/2 held messages that left the hold (taken, dropped, expired) since
+    /// the caller last drained this, as (topic, seq, store id), for the store's deletes.
+    pub(crate) durable: bool,
+    pub(crate) forgotten: Vec<(String, u64, u64)>,
 }
 
 /// What a held message costs: topic, payload and forwarded properties, plus
@@ -136,6 +140,20 @@ impl HoldQueues {
     /// `no_local` (the subscriber's session id, §3.8.3.1) the subscriber's own
     /// messages are not delivered to it and stay held. Topics left empty
     /// cease to exist. Each node visited costs one unit of `budget`.
+    /// A held message recovered from the store, under its old seq (recovery walks them in
+    /// seq order, so each topic's queue stays in publish order).
+    pub(crate) fn hold_restored(
+        &mut self,
+        msg: Arc<Message>,
+        seq: u64,
+        limits: HoldLimits,
+        now: Instant,
+    ) {
+        self.next_seq = seq;
+        self.hold(msg, limits, now);
+        self.next_seq = self.next_seq.max(seq + 1);
+    }
+
     pub(crate) fn take_matching(
         &mut self,
         filter: &str,
@@ -242,7 +260,25 @@ impl HoldQueues {
     }
 
     /// Un-counts a message that has left its topic's queue.
+    /// The seq the next held message gets (its store entry id).
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Whether message `seq` is held under `topic`.
+    pub(crate) fn is_held(&mut self, topic: &str, seq: u64) -> bool {
+        self.trie
+            .get_mut(topic)
+            .is_some_and(|h| h.queue.binary_search_by_key(&seq, |h| h.seq).is_ok())
+    }
+
     fn forget(&mut self, h: &Held) {
+        if self.durable {
+            let id = h.msg.durable_id.load(std::sync::atomic::Ordering::Acquire);
+            if id != 0 {
+                self.forgotten.push((h.msg.topic.clone(), h.seq, id));
+            }
+        }
         self.order.remove(&h.seq);
         if let Some(t) = h.msg.expires_at {
             self.expiries.remove(&(t, h.seq));

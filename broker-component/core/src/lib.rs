@@ -35,6 +35,8 @@ pub mod connection;
 pub mod flow;
 pub mod message;
 pub mod metrics;
+pub mod persist;
+pub mod restore;
 pub mod session;
 
 mod deliver;

@@ -3,6 +3,7 @@
 //! subscriber in the queues; each delivery encodes it once into the worker's
 //! transmit buffer, docs/architecture.md "Where bytes are copied").
 
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,6 +25,9 @@ pub struct Message {
     pub expires_at: Option<Instant>,
     /// Session id of the publisher, for No Local (0 = the broker itself).
     pub publisher: u64,
+    /// The id the durable store keeps this message under; 0 until its first durable
+    /// reference writes it (persist.rs, `Broker::persist_message`).
+    pub durable_id: AtomicU64,
 }
 
 impl Message {
@@ -67,6 +71,21 @@ impl Message {
             properties: Message::forwarded_properties(properties),
             expires_at: expiry.map(|s| now + Duration::from_secs(u64::from(s))),
             publisher,
+            durable_id: AtomicU64::new(0),
+        }
+    }
+
+    /// The message as a PUBLISH (no packet id, no per-delivery properties): how the store
+    /// writes it.
+    pub fn to_publish(&self) -> Publish {
+        Publish {
+            dup: false,
+            qos: self.qos,
+            retain: self.retain,
+            topic: self.topic.clone(),
+            packet_id: None,
+            properties: self.properties.as_deref().cloned().unwrap_or_default(),
+            payload: self.payload.clone(),
         }
     }
 

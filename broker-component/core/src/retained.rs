@@ -69,6 +69,13 @@ impl RetainedStore {
     /// removes the topic's previous retained message: that is no longer the
     /// last one retained on the topic, and a new subscriber must not take a
     /// stale value (say, "online") for the current one.
+    /// The store id of the message retained under `topic` (0 = none, or not stored).
+    pub(crate) fn durable_id_of(&mut self, topic: &str) -> u64 {
+        self.trie.get_mut(topic).map_or(0, |m| {
+            m.durable_id.load(std::sync::atomic::Ordering::Acquire)
+        })
+    }
+
     pub(crate) fn set(&mut self, msg: &Arc<Message>, max_bytes: usize, now: Instant) -> Retained {
         if msg.payload.is_empty() {
             self.remove(&msg.topic);

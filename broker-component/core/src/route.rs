@@ -50,7 +50,12 @@ impl Broker {
         self.metrics.messages_received.add(1);
         if msg.retain {
             let max = self.config.max_retained_bytes;
-            if self.retained.lock().set(&msg, max, now) == Retained::Refused {
+            let mut retained = self.retained.lock();
+            let old = retained.durable_id_of(&msg.topic);
+            let result = retained.set(&msg, max, now);
+            self.persist_retained(&msg, result == Retained::Stored, old, out);
+            drop(retained);
+            if result == Retained::Refused {
                 // Still routed below: the publisher's message is delivered
                 // (and a QoS 1/2 one acknowledged as usual), only not kept.
                 self.metrics.retained_refused.add(1);
@@ -94,7 +99,19 @@ impl Broker {
                     per_topic: self.config.hold_max_messages_per_topic,
                     total_bytes: self.config.hold_max_total_bytes,
                 };
-                let dropped = self.hold.lock().hold(msg, limits, now);
+                let mut hold = self.hold.lock();
+                let seq = hold.next_seq();
+                let durable = self.journal.is_some() && msg.qos != QoS::AtMostOnce;
+                let topic = durable.then(|| msg.topic.clone());
+                let dropped = hold.hold(Arc::clone(&msg), limits, now);
+                if let Some(topic) = topic {
+                    if hold.is_held(&topic, seq) {
+                        let id = self.persist_message(&msg, out);
+                        self.persist_held(topic, seq, id, out);
+                    }
+                }
+                self.persist_hold_changes(&mut hold, out);
+                drop(hold);
                 self.metrics.messages_held.add(1);
                 if dropped > 0 {
                     self.metrics.messages_dropped.add(dropped as u64);
@@ -106,13 +123,16 @@ impl Broker {
         merge_overlapping(&mut targets);
         for t in targets {
             let retain = t.retain_as_published && msg.retain;
-            let outgoing = Outgoing {
+            let mut outgoing = Outgoing {
                 msg: Arc::clone(&msg),
                 qos: t.qos,
                 retain,
                 sub_ids: t.sub_ids,
+                entry: 0,
             };
             let mut s = t.sub.session.lock();
+            self.mark_durable(&s, &mut outgoing);
+            let durable = outgoing.entry != 0;
             let empty = s.queue.is_empty();
             s.flow.before_enqueue(empty, now);
             let limit = QueueLimit::of(&self.config);
@@ -121,7 +141,13 @@ impl Broker {
                 s.note_dropped("queue full, oldest QoS 0 message dropped for a QoS 1/2 one");
             }
             s.note_queued(outgoing.qos);
-            match s.enqueue(outgoing, limit) {
+            let queued = s.enqueue(outgoing, limit);
+            if durable && queued.is_ok() {
+                if let Some(o) = s.queue.back() {
+                    self.persist_queued(&s, o, out);
+                }
+            }
+            match queued {
                 Ok(Some(conn)) => out.wakes.push(conn),
                 Ok(None) => {}
                 Err(_) => {

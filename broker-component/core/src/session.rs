@@ -71,6 +71,8 @@ pub struct Outgoing {
     pub retain: bool,
     /// Subscription Identifiers of every matching subscription (v5).
     pub sub_ids: Vec<u32>,
+    /// The store's id of this queue entry; 0 = not stored (persist.rs).
+    pub entry: u64,
 }
 
 /// Where an outgoing QoS 1/2 message is in its acknowledgement flow.
@@ -262,6 +264,7 @@ mod tests {
             qos,
             retain: false,
             sub_ids: Vec::new(),
+            entry: 0,
         }
     }
 

@@ -60,6 +60,7 @@ impl Broker {
                 properties: None,
                 expires_at: None,
                 publisher: 0,
+                durable_id: Default::default(),
             };
             // Not counted as received: they do not come from clients. Never
             // refused: a small fixed set, replaced in place, that must not

@@ -27,6 +27,8 @@ pub struct Settings {
     pub listeners: Vec<SocketAddr>,
     pub storage_dir: PathBuf,
     pub in_memory: bool,
+    /// `[storage] fsync` (docs/storage.md "What each fsync mode risks").
+    pub fsync: musqratt_store::Fsync,
     /// 0 = unlimited.
     pub max_connections: usize,
     /// `[workers] scheduling`: the workers' Linux scheduling policy (sched.rs).
@@ -44,6 +46,7 @@ impl Default for Settings {
             listeners: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
             storage_dir: PathBuf::from("musqratt-data"),
             in_memory: false,
+            fsync: musqratt_store::Fsync::Always,
             max_connections: 0,
             scheduling: Scheduling::default(),
             network: NetworkStack::Kernel,
@@ -326,8 +329,30 @@ impl Cx<'_> {
             match k.get() {
                 "dir" => s.storage_dir = PathBuf::from(self.string(k, v, "storage.dir")?),
                 "in_memory" => s.in_memory = self.boolean(k, v, "storage.in_memory")?,
+                "fsync" => {
+                    s.fsync = match self.string(k, v, "storage.fsync")? {
+                        "always" => musqratt_store::Fsync::Always,
+                        "batch" => musqratt_store::Fsync::Batch,
+                        "never" => musqratt_store::Fsync::Never,
+                        _ => {
+                            return Err(self.at(
+                                k,
+                                v,
+                                "storage.fsync",
+                                format_args!(
+                                    "expected \"always\", \"batch\" or \"never\", found {}",
+                                    shown(v)
+                                ),
+                            ))
+                        }
+                    }
+                }
                 other => {
-                    return Err(self.unknown(k, &format!("storage.{other}"), &["dir", "in_memory"]))
+                    return Err(self.unknown(
+                        k,
+                        &format!("storage.{other}"),
+                        &["dir", "in_memory", "fsync"],
+                    ))
                 }
             }
         }

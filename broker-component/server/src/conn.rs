@@ -7,6 +7,7 @@
 //! straight from the worker's `Output` to the socket; only what the socket
 //! refuses is copied into `pending_out`. See docs/architecture.md.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::Instant;
@@ -26,7 +27,8 @@ pub struct Conn {
     pending_in: Option<Box<BytesMut>>,
     /// Bytes the socket did not accept yet; WRITABLE will flush them.
     /// Boxed: 8 B in every idle connection instead of 32.
-    pending_out: Option<Box<BytesMut>>,
+    /// With the output held for the store, in one box (see [`Out`]).
+    pending_out: Option<Box<Out>>,
     /// The core asked to close: close as soon as `pending_out` drains.
     pub closing: bool,
     /// A wake arrived while `pending_out` was not empty. It is handled once the
@@ -47,6 +49,15 @@ pub struct Conn {
     /// client's kernel drop the bytes it has not delivered yet — the
     /// DISCONNECT that says why.
     pub draining: bool,
+}
+
+/// Output that could not go out yet: bytes the socket refused, and behind them output
+/// waiting for the store (docs/storage.md "Group commit"), each chunk with the journal ticket
+/// it waits for, in order. One box for both keeps an idle connection at one pointer.
+#[derive(Default)]
+pub struct Out {
+    bytes: BytesMut,
+    held: VecDeque<(u64, BytesMut)>,
 }
 
 /// What draining a half-closed connection found.
@@ -151,20 +162,24 @@ impl Conn {
     }
 
     /// Sends `transmit` (taking its bytes): directly when nothing is pending,
-    /// else behind the pending bytes, which WRITABLE flushes in order.
+    /// else behind the pending bytes, which WRITABLE flushes in order. Output held for the
+    /// store must be released (`release`) first: callers check `is_holding`.
     pub fn send(&mut self, transmit: &mut BytesMut) -> io::Result<()> {
         if transmit.is_empty() {
             return Ok(());
         }
-        if let Some(pending) = &mut self.pending_out {
-            pending.extend_from_slice(transmit);
-            transmit.clear();
-            return Ok(());
+        if let Some(out) = &mut self.pending_out {
+            if !out.bytes.is_empty() {
+                out.bytes.extend_from_slice(transmit);
+                transmit.clear();
+                return Ok(());
+            }
         }
         let written = write_some(&mut self.stream, transmit);
         let result = match written {
             Ok(n) if n < transmit.len() => {
-                self.pending_out = Some(Box::new(BytesMut::from(&transmit[n..])));
+                let out = self.pending_out.get_or_insert_with(Default::default);
+                out.bytes.extend_from_slice(&transmit[n..]);
                 Ok(())
             }
             Ok(_) => Ok(()),
@@ -199,24 +214,34 @@ impl Conn {
 
     /// Writes pending bytes after WRITABLE; frees the buffer once empty.
     pub fn flush(&mut self) -> io::Result<()> {
-        if let Some(pending) = &mut self.pending_out {
-            let n = write_some(&mut self.stream, pending)?;
-            pending.advance(n);
-            if pending.is_empty() {
-                self.pending_out = None;
-            }
+        if let Some(out) = &mut self.pending_out {
+            let n = write_some(&mut self.stream, &out.bytes)?;
+            out.bytes.advance(n);
+            self.free_out();
         }
         Ok(())
     }
 
-    /// Unsent bytes beyond which reading pauses (backpressure on the sender).
-    pub fn out_full(&self) -> bool {
-        self.pending_out
+    /// Drops the box once nothing is pending or held (the memory goes back).
+    fn free_out(&mut self) {
+        if self
+            .pending_out
             .as_ref()
-            .is_some_and(|p| p.len() >= MAX_PENDING_OUT)
+            .is_some_and(|o| o.bytes.is_empty() && o.held.is_empty())
+        {
+            self.pending_out = None;
+        }
     }
 
-    /// No bytes waiting for the socket.
+    /// Unsent bytes (waiting for the socket or for the store) beyond which reading pauses
+    /// (backpressure on the sender).
+    pub fn out_full(&self) -> bool {
+        self.pending_out.as_ref().is_some_and(|o| {
+            o.bytes.len() + o.held.iter().map(|(_, b)| b.len()).sum::<usize>() >= MAX_PENDING_OUT
+        })
+    }
+
+    /// No bytes waiting for the socket or the store.
     pub fn out_idle(&self) -> bool {
         self.pending_out.is_none()
     }
@@ -224,6 +249,49 @@ impl Conn {
     /// Gives up on unsent bytes (the socket failed).
     pub fn discard_out(&mut self) {
         self.pending_out = None;
+    }
+
+    /// Whether output is waiting for the store: what this connection sends next must queue
+    /// behind it.
+    pub fn is_holding(&self) -> bool {
+        self.pending_out
+            .as_ref()
+            .is_some_and(|o| !o.held.is_empty())
+    }
+
+    /// Keeps `transmit` (taking its bytes) until the journal reports `ticket` durable.
+    pub fn hold(&mut self, ticket: u64, transmit: &mut BytesMut) {
+        let chunk = transmit.split();
+        self.pending_out
+            .get_or_insert_with(Default::default)
+            .held
+            .push_back((ticket, chunk));
+    }
+
+    /// Sends the held chunks whose ticket `ready` accepts, in order, stopping at the first it
+    /// does not. Returns whether anything is still held.
+    pub fn release(&mut self, mut ready: impl FnMut(u64) -> bool) -> io::Result<bool> {
+        loop {
+            let Some(out) = self.pending_out.as_mut() else {
+                return Ok(false);
+            };
+            let chunk = match out.held.front() {
+                Some((t, _)) if ready(*t) => out.held.pop_front().map(|(_, c)| c),
+                Some(_) => return Ok(true),
+                None => {
+                    self.free_out();
+                    return Ok(false);
+                }
+            };
+            if let Some(mut chunk) = chunk {
+                // Behind bytes the socket refused, or straight out.
+                if out.bytes.is_empty() {
+                    self.send(&mut chunk)?;
+                } else {
+                    out.bytes.extend_from_slice(&chunk);
+                }
+            }
+        }
     }
 }
 

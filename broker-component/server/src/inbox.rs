@@ -20,6 +20,8 @@ pub enum Msg {
     Kick(ConnRef),
     /// Flow control: a publisher paused by a congested subscriber may read again.
     Resume(ConnRef),
+    /// The store made more of the journal durable: release held output (docs/storage.md).
+    Durable,
     Shutdown,
 }
 
@@ -32,6 +34,9 @@ pub struct Inbox {
     /// The worker's state, lockable by other workers while it sleeps (see
     /// [`hand_over`]). Weak: the worker's thread owns it.
     pub(crate) worker: OnceLock<Weak<Mutex<Worker>>>,
+    /// The worker holds output waiting for the store: the commit thread's notifier sends it
+    /// `Msg::Durable` (and clears this) after each commit.
+    pub durable_wait: AtomicBool,
 }
 
 impl Inbox {
@@ -41,6 +46,7 @@ impl Inbox {
             waker,
             sleeping: AtomicBool::new(false),
             worker: OnceLock::new(),
+            durable_wait: AtomicBool::new(false),
         }
     }
 
@@ -93,6 +99,15 @@ impl Inbox {
             &mut *self.msgs.lock().unwrap_or_else(|e| e.into_inner()),
             into,
         );
+    }
+}
+
+/// The store's notifier: tells each worker that waits for the journal to look again.
+pub fn notify_durable(inboxes: &[Inbox]) {
+    for inbox in inboxes {
+        if inbox.durable_wait.swap(false, Ordering::SeqCst) {
+            inbox.deliver(&mut vec![Msg::Durable]);
+        }
     }
 }
 

@@ -5,18 +5,19 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
+use musqratt_core::restore::Restored;
 use musqratt_core::Broker;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Settings;
-use crate::inbox::{Inbox, Msg, Shared};
+use crate::inbox::{notify_durable, Inbox, Msg, Shared};
 use crate::worker::{Worker, WAKER};
 
 const SIGNALS: Token = Token(usize::MAX);
@@ -24,13 +25,9 @@ const SIGNALS: Token = Token(usize::MAX);
 const BACKLOG: i32 = 4096;
 
 pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
-    if !settings.in_memory {
-        // No store is wired in yet: say so rather than pretend durability.
-        tracing::warn!(
-            dir = %settings.storage_dir.display(),
-            "durable storage is not implemented yet: all state is kept in memory"
-        );
-    }
+    // The store first: a second broker on the same directory stops here, before it binds.
+    let shared_cell: Arc<OnceLock<Arc<Shared>>> = Arc::new(OnceLock::new());
+    let store = open_store(settings, &shared_cell)?;
     // Before any socket exists: the shim routes listeners bound to the lwIP address.
     let net = crate::netstack::start(settings)?;
     let mut poll = Poll::new().map_err(|e| format!("cannot create poll: {e}"))?;
@@ -48,7 +45,16 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
         .register(&mut signals, SIGNALS, Interest::READABLE)
         .map_err(|e| format!("cannot register signals: {e}"))?;
 
-    let broker = Arc::new(Broker::new(settings.broker.clone(), Instant::now()));
+    let mut broker = Broker::new(settings.broker.clone(), Instant::now());
+    let journal = match store {
+        Some((store, restored)) => {
+            broker.restore(restored, Instant::now());
+            broker.attach_journal(store.journal.clone());
+            Some(store)
+        }
+        None => None,
+    };
+    let broker = Arc::new(broker);
     let mut polls = Vec::new();
     let mut inboxes = Vec::new();
     for _ in 0..workers {
@@ -64,6 +70,7 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
         inboxes,
         live: Default::default(),
     });
+    let _ = shared_cell.set(Arc::clone(&shared));
     let mut threads = Vec::new();
     for (id, p) in polls.into_iter().enumerate() {
         let registry = p
@@ -114,9 +121,49 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
     for t in threads {
         let _ = t.join();
     }
+    if let Some(store) = &journal {
+        // After the workers: everything they recorded is committed and flushed.
+        store.journal.close();
+        tracing::info!("store flushed");
+    }
     drop(net); // after the workers: their sockets are closed
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the durable store (unless `--in-memory`) and logs what recovery restored. The
+/// notifier wakes the workers once `shared` exists (nothing waits on the store before).
+fn open_store(
+    settings: &Settings,
+    shared: &Arc<OnceLock<Arc<Shared>>>,
+) -> Result<Option<(musqratt_store::Store, Restored)>, String> {
+    if settings.in_memory {
+        return Ok(None);
+    }
+    let cell = Arc::clone(shared);
+    let notify: musqratt_store::Notify = Box::new(move |_| {
+        if let Some(s) = cell.get() {
+            notify_durable(&s.inboxes);
+        }
+    });
+    let dir = &settings.storage_dir;
+    let opened = musqratt_store::open(dir, settings.fsync, notify)
+        .map_err(|e| format!("cannot open the store: {e}"))?;
+    let r = &opened.report;
+    tracing::info!(
+        dir = %dir.display(),
+        fsync = ?settings.fsync,
+        sessions = r.sessions,
+        queued = r.queued,
+        retained = r.retained,
+        held = r.held,
+        incoming_qos2 = r.incoming_qos2,
+        expired = r.expired,
+        damaged = r.damaged,
+        took_ms = opened.took.as_millis() as u64,
+        "store opened: state restored"
+    );
+    Ok(Some((opened.store, opened.restored)))
 }
 
 /// A listening socket with SO_REUSEADDR and a deep backlog.

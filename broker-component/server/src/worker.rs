@@ -23,6 +23,7 @@ use crate::inbox::{Msg, Shared};
 use crate::sched::SchedControl;
 
 mod closing;
+mod durable;
 mod handover;
 mod timers;
 
@@ -122,6 +123,11 @@ pub struct Worker {
     last_sweep: Instant,
     next_sweep: Instant,
     shutdown_deadline: Option<Instant>,
+    /// Connections holding output until the store makes it durable (docs/storage.md).
+    holding: Vec<(usize, u64)>,
+    /// A commit may have landed between the last release and raising `durable_wait`:
+    /// look again without sleeping.
+    durable_recheck: bool,
 }
 
 impl Worker {
@@ -147,6 +153,8 @@ impl Worker {
             last_sweep: Instant::now(),
             next_sweep: Instant::now() + IDLE_SWEEP,
             shutdown_deadline: None,
+            holding: Vec::new(),
+            durable_recheck: false,
         }
     }
 
@@ -210,6 +218,7 @@ impl Worker {
         for msg in inbox.drain(..) {
             self.on_msg(msg, now);
         }
+        self.release_durable(now);
         self.run_local(now);
         for ev in events.iter() {
             if ev.token() == WAKER {
@@ -245,7 +254,7 @@ impl Worker {
     }
 
     fn poll_timeout(&self, now: Instant) -> Duration {
-        if !self.unfinished.is_empty() {
+        if !self.unfinished.is_empty() || self.durable_recheck {
             return Duration::ZERO;
         }
         self.next_deadline().saturating_duration_since(now)
@@ -273,6 +282,7 @@ impl Worker {
             Msg::Wake(r) => self.router.local.push_back((r, Event::Wake)),
             Msg::Kick(r) => self.router.local.push_back((r, Event::Kick)),
             Msg::Resume(r) => self.router.local.push_back((r, Event::Resume)),
+            Msg::Durable => self.release_durable(now),
             Msg::Shutdown => self.shutdown(now),
         }
     }
@@ -402,7 +412,28 @@ impl Worker {
         // A CONNECT can bring the keep-alive deadline forward; later packets
         // only push it back (then the sweep finds nothing due and re-plans).
         let deadline = c.core.poll_timeout(&self.broker);
-        let sent = c.send(&mut self.out.transmit);
+        // Output that acknowledges something the journal has not made durable yet waits for
+        // it, and so does everything this connection sends after it (order is the protocol's).
+        let need = std::mem::take(&mut self.out.durable_after);
+        let durable = self
+            .broker
+            .journal
+            .as_ref()
+            .map_or(u64::MAX, |j| j.durable());
+        let sent = if c.is_holding() || need > durable {
+            c.hold(need, &mut self.out.transmit);
+            let serial = c.core.conn_ref().serial;
+            if !self.holding.contains(&(slot, serial)) {
+                self.holding.push((slot, serial));
+            }
+            self.wait_durable(durable);
+            Ok(())
+        } else {
+            c.send(&mut self.out.transmit)
+        };
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
         self.out.pause = false;
         if self.out.close {
             self.out.close = false;

@@ -46,10 +46,12 @@ fn outgoing(qos: QoS) -> Outgoing {
             properties: None,
             expires_at: None,
             publisher: 0,
+            durable_id: Default::default(),
         }),
         qos,
         retain: false,
         sub_ids: Vec::new(),
+        entry: 0,
     }
 }
 

@@ -1,0 +1,432 @@
+//! The group commit: one thread turns the core's ops into engine batches.
+//!
+//! Workers call [`Journal::record`] (a channel send, never the disk) and hold back the bytes
+//! an event produced until [`Journal::durable`] reaches the event's last ticket. The commit
+//! thread blocks for the first op, then takes every op that queued while it waited or while
+//! the previous commit (and its fsync) ran, and commits them as one batch: one fsync covers
+//! every message that arrived meanwhile, so the rate of fsyncs, not messages, is bounded by
+//! the disk. After the commit it advances the durable ticket and calls the notifier, which
+//! wakes the workers holding output (docs/storage.md "Group commit").
+//!
+//! Tickets are taken (an atomic counter) and sent by different threads, so they can reach the
+//! channel slightly out of order: the durable ticket is the highest one below which every
+//! ticket has been committed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use musqratt_core::persist::{self, Op, Ticket};
+
+use crate::engine::{Change, Engine, Table};
+use crate::record::{self, StoredEntry, StoredMessage, StoredSession};
+
+/// `storage.fsync` (docs/storage.md "What each fsync mode risks").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fsync {
+    /// Acknowledge only what is on stable storage (group commit). The default.
+    #[default]
+    Always,
+    /// Acknowledge what is committed; fsync once per `BATCH_SYNC_EVERY`.
+    Batch,
+    /// Acknowledge what is committed; leave flushing to the operating system.
+    Never,
+}
+
+/// How often `Fsync::Batch` flushes.
+const BATCH_SYNC_EVERY: Duration = Duration::from_millis(100);
+/// The most ops one commit takes (bounds a batch's memory; the rest go in the next).
+const MAX_BATCH_OPS: usize = 65_536;
+
+/// Called after each commit with the new durable ticket (wakes the workers).
+pub type Notify = Box<dyn Fn(Ticket) + Send + Sync>;
+
+/// What happened to a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pending,
+    Durable,
+    /// Its batch failed to commit (disk full, IO error): what it acknowledges is not stored.
+    Failed,
+}
+
+struct Shared {
+    next: AtomicU64,
+    durable: AtomicU64,
+    /// Ticket ranges (inclusive) whose batch failed; few, and pruned as workers catch up.
+    failed: Mutex<Vec<(Ticket, Ticket)>>,
+}
+
+/// What the commit thread receives.
+enum Cmd {
+    Op(Ticket, Op),
+    /// Commit everything before this, flush, answer, and stop.
+    Close(Sender<()>),
+}
+
+/// The journal handle the core records into (`musqratt_core::persist::Journal`).
+pub struct Journal {
+    tx: Sender<Cmd>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Journal {
+    /// Starts the commit thread over `engine`. `refs` are the message reference counts
+    /// recovery found, so deletes free messages correctly.
+    pub fn start(
+        engine: Box<dyn Engine>,
+        fsync: Fsync,
+        refs: HashMap<u64, u32>,
+        first_ticket: Ticket,
+        notify: Notify,
+    ) -> std::io::Result<Journal> {
+        let (tx, rx) = crossbeam_channel::unbounded::<Cmd>();
+        let shared = Arc::new(Shared {
+            next: AtomicU64::new(first_ticket),
+            durable: AtomicU64::new(first_ticket),
+            failed: Mutex::new(Vec::new()),
+        });
+        let mut committer = Committer {
+            engine,
+            fsync,
+            refs,
+            shared: Arc::clone(&shared),
+            notify,
+            done: BTreeSet::new(),
+            clock: (Instant::now(), SystemTime::now()),
+            last_sync: Instant::now(),
+            unsynced: false,
+            failures_logged: 0,
+        };
+        let thread = std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || committer.run(rx))?;
+        Ok(Journal {
+            tx,
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub fn outcome(&self, ticket: Ticket) -> Outcome {
+        if let Ok(failed) = self.shared.failed.lock() {
+            if failed.iter().any(|&(a, b)| (a..=b).contains(&ticket)) {
+                return Outcome::Failed;
+            }
+        }
+        if ticket <= self.shared.durable.load(Ordering::Acquire) {
+            Outcome::Durable
+        } else {
+            Outcome::Pending
+        }
+    }
+
+    /// Commits what is queued, flushes, and stops the thread (on shutdown, after the
+    /// workers). Ops recorded afterwards are dropped.
+    pub fn close(&self) {
+        let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
+        if self.tx.send(Cmd::Close(ack_tx)).is_ok() {
+            let _ = ack_rx.recv();
+        }
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl persist::Journal for Journal {
+    fn record(&self, op: Op) -> Ticket {
+        let ticket = self.shared.next.fetch_add(1, Ordering::AcqRel) + 1;
+        // Fails only after `close`: the op is dropped, and its ticket never becomes durable.
+        let _ = self.tx.send(Cmd::Op(ticket, op));
+        ticket
+    }
+
+    fn durable(&self) -> Ticket {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+
+    fn failed(&self, ticket: Ticket) -> bool {
+        self.outcome(ticket) == Outcome::Failed
+    }
+}
+
+struct Committer {
+    engine: Box<dyn Engine>,
+    fsync: Fsync,
+    /// Live references (queue entries, retained, held) per stored message.
+    refs: HashMap<u64, u32>,
+    shared: Arc<Shared>,
+    notify: Notify,
+    /// Committed tickets above the durable one (arrived out of order).
+    done: BTreeSet<Ticket>,
+    /// An `Instant` and the wall-clock time it was: message deadlines are stored as the latter.
+    clock: (Instant, SystemTime),
+    last_sync: Instant,
+    unsynced: bool,
+    failures_logged: u64,
+}
+
+impl Committer {
+    fn run(&mut self, rx: Receiver<Cmd>) {
+        let mut tickets = Vec::new();
+        let mut changes = Vec::new();
+        let mut closing = None;
+        while closing.is_none() {
+            let first = if self.unsynced {
+                match rx.recv_timeout(BATCH_SYNC_EVERY) {
+                    Ok(cmd) => cmd,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.sync_if_due(true);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(cmd) => cmd,
+                    Err(_) => break,
+                }
+            };
+            tickets.clear();
+            changes.clear();
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Cmd::Op(t, op) => self.translate((t, op), &mut tickets, &mut changes),
+                    Cmd::Close(ack) => {
+                        closing = Some(ack);
+                        break;
+                    }
+                }
+                if tickets.len() < MAX_BATCH_OPS {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !tickets.is_empty() {
+                self.commit(&tickets, &changes);
+            }
+        }
+        self.sync_if_due(true);
+        if let Some(ack) = closing {
+            let _ = ack.send(());
+        }
+    }
+
+    fn commit(&mut self, tickets: &[Ticket], changes: &[Change]) {
+        let sync = self.fsync == Fsync::Always;
+        match self.engine.commit(changes, sync) {
+            Ok(()) => {
+                if !sync {
+                    self.unsynced = true;
+                    self.sync_if_due(false);
+                }
+            }
+            Err(e) => {
+                // Not acknowledged: the workers close the connections waiting for these
+                // tickets, so their publishers resend (docs/storage.md "When the disk fails").
+                self.failures_logged += 1;
+                tracing::error!(
+                    ops = tickets.len(),
+                    "store: commit failed, nothing in it is acknowledged: {e}"
+                );
+                if let (Some(&lo), Some(&hi)) = (tickets.iter().min(), tickets.iter().max()) {
+                    if let Ok(mut failed) = self.shared.failed.lock() {
+                        failed.push((lo, hi));
+                        // Keep the list short: a broker on a full disk fails every batch.
+                        if failed.len() > 64 {
+                            failed.remove(0);
+                        }
+                    }
+                }
+            }
+        }
+        self.done.extend(tickets.iter().copied());
+        let mut durable = self.shared.durable.load(Ordering::Acquire);
+        while self.done.first() == Some(&(durable + 1)) {
+            self.done.pop_first();
+            durable += 1;
+        }
+        self.shared.durable.store(durable, Ordering::Release);
+        (self.notify)(durable);
+    }
+
+    fn sync_if_due(&mut self, force: bool) {
+        if !self.unsynced || (!force && self.last_sync.elapsed() < BATCH_SYNC_EVERY) {
+            return;
+        }
+        if self.fsync == Fsync::Batch {
+            if let Err(e) = self.engine.sync() {
+                tracing::error!("store: fsync failed: {e}");
+            }
+        }
+        self.unsynced = false;
+        self.last_sync = Instant::now();
+    }
+
+    fn wall_ms(&self, at: Instant) -> u64 {
+        let wall = if at >= self.clock.0 {
+            self.clock.1 + (at - self.clock.0)
+        } else {
+            self.clock.1 - (self.clock.0 - at)
+        };
+        wall.duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    fn add_ref(&mut self, msg: u64) {
+        *self.refs.entry(msg).or_insert(0) += 1;
+    }
+
+    fn drop_ref(&mut self, msg: u64, changes: &mut Vec<Change>) {
+        if let Some(n) = self.refs.get_mut(&msg) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.refs.remove(&msg);
+                changes.push(Change::Delete(Table::Messages, msg.to_be_bytes().to_vec()));
+            }
+        }
+    }
+
+    fn translate(
+        &mut self,
+        (ticket, op): (Ticket, Op),
+        tickets: &mut Vec<Ticket>,
+        changes: &mut Vec<Change>,
+    ) {
+        tickets.push(ticket);
+        match op {
+            Op::SessionPut {
+                client,
+                expiry_interval,
+                subscriptions,
+            } => {
+                let v = record::encode_session(&StoredSession {
+                    expiry_interval,
+                    subscriptions,
+                });
+                changes.push(Change::Put(Table::Sessions, client.as_bytes().to_vec(), v));
+            }
+            Op::SessionDelete { client, msgs } => {
+                changes.push(Change::Delete(Table::Sessions, client.as_bytes().to_vec()));
+                let prefix = record::name_prefix(&client);
+                changes.push(Change::DeletePrefix(Table::Queue, prefix.clone()));
+                changes.push(Change::DeletePrefix(Table::IncomingQos2, prefix));
+                for m in msgs {
+                    self.drop_ref(m, changes);
+                }
+            }
+            Op::MessagePut { id, msg } => {
+                self.refs.entry(id).or_insert(0);
+                let stored = StoredMessage {
+                    publish: msg.to_publish(),
+                    publisher: msg.publisher,
+                    expires_at_ms: msg.expires_at.map_or(0, |t| self.wall_ms(t)),
+                };
+                let v = record::encode_message(&stored);
+                changes.push(Change::Put(Table::Messages, id.to_be_bytes().to_vec(), v));
+            }
+            Op::QueuePut {
+                client,
+                entry,
+                msg,
+                qos,
+                retain,
+                sub_ids,
+            } => {
+                self.add_ref(msg);
+                let v = record::encode_entry(&StoredEntry {
+                    msg,
+                    qos,
+                    retain,
+                    sent: None,
+                    sub_ids,
+                });
+                changes.push(Change::Put(
+                    Table::Queue,
+                    record::name_key(&client, entry),
+                    v,
+                ));
+            }
+            Op::QueueSent {
+                client,
+                entry,
+                msg,
+                qos,
+                retain,
+                sub_ids,
+                packet_id,
+                state,
+            } => {
+                let v = record::encode_entry(&StoredEntry {
+                    msg,
+                    qos,
+                    retain,
+                    sent: Some((packet_id, state)),
+                    sub_ids,
+                });
+                changes.push(Change::Put(
+                    Table::Queue,
+                    record::name_key(&client, entry),
+                    v,
+                ));
+            }
+            Op::QueueDelete { client, entry, msg } => {
+                changes.push(Change::Delete(
+                    Table::Queue,
+                    record::name_key(&client, entry),
+                ));
+                self.drop_ref(msg, changes);
+            }
+            Op::IncomingQos2Put { client, packet_id } => changes.push(Change::Put(
+                Table::IncomingQos2,
+                record::name_key(&client, u64::from(packet_id)),
+                Vec::new(),
+            )),
+            Op::IncomingQos2Delete { client, packet_id } => changes.push(Change::Delete(
+                Table::IncomingQos2,
+                record::name_key(&client, u64::from(packet_id)),
+            )),
+            Op::RetainedPut { topic, msg, old } => {
+                self.add_ref(msg);
+                changes.push(Change::Put(
+                    Table::Retained,
+                    topic.into_bytes(),
+                    record::encode_ref(msg),
+                ));
+                if let Some(old) = old {
+                    self.drop_ref(old, changes);
+                }
+            }
+            Op::RetainedDelete { topic, msg } => {
+                changes.push(Change::Delete(Table::Retained, topic.into_bytes()));
+                self.drop_ref(msg, changes);
+            }
+            Op::HeldPut { topic, entry, msg } => {
+                self.add_ref(msg);
+                changes.push(Change::Put(
+                    Table::Held,
+                    record::name_key(&topic, entry),
+                    record::encode_ref(msg),
+                ));
+            }
+            Op::HeldDelete { topic, entry, msg } => {
+                changes.push(Change::Delete(Table::Held, record::name_key(&topic, entry)));
+                self.drop_ref(msg, changes);
+            }
+        }
+    }
+}
