@@ -252,8 +252,6 @@ impl Broker {
         s.expiry_interval = expiry;
         if stored && expiry == 0 {
             self.persist_session_end(&s, true, out);
-        } else if stored {
-            self.persist_session(&s, out);
         }
         let mut will_now = None;
         if let Some(w) = will {
@@ -271,6 +269,11 @@ impl Broker {
             let at = now + Duration::from_secs(u64::from(expiry));
             s.expires_at = Some(at);
             self.schedule(at, s.id, cell);
+        }
+        if stored && expiry != 0 {
+            // With its expiry deadline: a session that expires while the broker is down does
+            // not come back.
+            self.persist_session(&s, out);
         }
         drop(s);
         if let Some(w) = will_now {

@@ -54,6 +54,9 @@ pub enum Op {
     SessionPut {
         client: Arc<str>,
         expiry_interval: u32,
+        /// When an offline session expires (None while online: its clock starts when the
+        /// connection ends, or at the next start-up).
+        expires_at: Option<std::time::Instant>,
         subscriptions: Vec<(String, SubscriptionRecord)>,
     },
     /// The session ended (expired, cleaned, or its expiry became 0): its record, queue and
@@ -250,6 +253,7 @@ impl Broker {
         let op = Op::SessionPut {
             client: Arc::clone(&s.client_id),
             expiry_interval: s.expiry_interval,
+            expires_at: s.expires_at,
             subscriptions,
         };
         self.record(op, out);

@@ -29,6 +29,9 @@ pub struct RestoredEntry {
 pub struct RestoredSession {
     pub client: Arc<str>,
     pub expiry_interval: u32,
+    /// What was left of an offline session's expiry (None: it was online, its clock starts
+    /// now).
+    pub expires_in: Option<Duration>,
     pub subscriptions: Vec<(String, SubscriptionRecord)>,
     /// In entry order (= the order they were queued).
     pub entries: Vec<RestoredEntry>,
@@ -123,8 +126,11 @@ impl Broker {
             }
         }
         s.incoming_qos2.extend(rs.incoming_qos2);
-        let expires_at = (rs.expiry_interval != u32::MAX)
-            .then(|| now + Duration::from_secs(u64::from(rs.expiry_interval)));
+        let expires_at = match rs.expires_in {
+            Some(left) => Some(now + left),
+            None => (rs.expiry_interval != u32::MAX)
+                .then(|| now + Duration::from_secs(u64::from(rs.expiry_interval))),
+        };
         s.expires_at = expires_at;
         let subscriptions = rs.subscriptions;
         let cell = Arc::new(parking_lot::Mutex::new(s));

@@ -159,6 +159,7 @@ fn open_store(
         held = r.held,
         incoming_qos2 = r.incoming_qos2,
         expired = r.expired,
+        expired_sessions = r.expired_sessions,
         damaged = r.damaged,
         took_ms = opened.took.as_millis() as u64,
         "store opened: state restored"

@@ -312,10 +312,12 @@ impl Committer {
             Op::SessionPut {
                 client,
                 expiry_interval,
+                expires_at,
                 subscriptions,
             } => {
                 let v = record::encode_session(&StoredSession {
                     expiry_interval,
+                    expires_at_ms: expires_at.map_or(0, |t| self.wall_ms(t)),
                     subscriptions,
                 });
                 changes.push(Change::Put(Table::Sessions, client.as_bytes().to_vec(), v));

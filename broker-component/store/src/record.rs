@@ -70,6 +70,8 @@ pub fn decode_message(v: &[u8]) -> Result<StoredMessage, Corrupt> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredSession {
     pub expiry_interval: u32,
+    /// An offline session's deadline, wall-clock ms since the epoch (0 = none).
+    pub expires_at_ms: u64,
     pub subscriptions: Vec<(String, SubscriptionRecord)>,
 }
 
@@ -97,6 +99,7 @@ pub fn encode_session(s: &StoredSession) -> Vec<u8> {
     let mut b = BytesMut::new();
     b.put_u8(FORMAT);
     b.put_u32(s.expiry_interval);
+    b.put_u64(s.expires_at_ms);
     b.put_u32(s.subscriptions.len() as u32);
     for (filter, rec) in &s.subscriptions {
         put_str(&mut b, filter);
@@ -109,10 +112,11 @@ pub fn encode_session(s: &StoredSession) -> Vec<u8> {
 pub fn decode_session(v: &[u8]) -> Result<StoredSession, Corrupt> {
     const BAD: Corrupt = Corrupt("session: truncated or invalid");
     let mut r = v;
-    if r.len() < 9 || r.get_u8() != FORMAT {
+    if r.len() < 17 || r.get_u8() != FORMAT {
         return Err(BAD);
     }
     let expiry_interval = r.get_u32();
+    let expires_at_ms = r.get_u64();
     let n = r.get_u32();
     let mut subscriptions = Vec::new();
     for _ in 0..n {
@@ -129,6 +133,7 @@ pub fn decode_session(v: &[u8]) -> Result<StoredSession, Corrupt> {
     }
     Ok(StoredSession {
         expiry_interval,
+        expires_at_ms,
         subscriptions,
     })
 }
@@ -310,6 +315,7 @@ mod tests {
         options.retain_handling = RetainHandling::SendIfNew;
         let s = StoredSession {
             expiry_interval: 3600,
+            expires_at_ms: 1_700_000_000_000,
             subscriptions: vec![(
                 "x/#".into(),
                 SubscriptionRecord {

@@ -28,6 +28,8 @@ pub struct Report {
     pub damaged: usize,
     /// Messages (and their entries) dropped because they expired while the broker was down.
     pub expired: usize,
+    /// Sessions that expired while the broker was down (not restored).
+    pub expired_sessions: usize,
 }
 
 /// The recovered state, the message reference counts for the journal, and the deletes
@@ -136,12 +138,22 @@ pub fn recover(engine: &mut dyn Engine, now: Instant) -> Result<Recovered, Engin
             }
         };
         match record::decode_session(&v) {
+            Ok(s) if s.expires_at_ms != 0 && s.expires_at_ms <= wall_now => {
+                // Expired while the broker was down: it does not come back.
+                report.expired_sessions += 1;
+                cleanup.push(Change::Delete(Table::Sessions, k.clone()));
+                let prefix = record::name_prefix(&client);
+                cleanup.push(Change::DeletePrefix(Table::Queue, prefix.clone()));
+                cleanup.push(Change::DeletePrefix(Table::IncomingQos2, prefix));
+            }
             Ok(s) => {
                 sessions.insert(
                     client.clone(),
                     RestoredSession {
                         client: Arc::from(client.as_str()),
                         expiry_interval: s.expiry_interval,
+                        expires_in: (s.expires_at_ms != 0)
+                            .then(|| Duration::from_millis(s.expires_at_ms - wall_now)),
                         subscriptions: s.subscriptions,
                         entries: Vec::new(),
                         incoming_qos2: Vec::new(),

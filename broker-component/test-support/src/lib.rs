@@ -159,10 +159,30 @@ impl Broker {
     /// the log line `listening on mqtt://127.0.0.1:PORT`, which the broker prints once its workers
     /// run.
     pub fn start_exact(bin: &Path, args: &[&str]) -> Broker {
+        Self::launch(bin, &["--in-memory"], args)
+    }
+
+    /// The default binary with its durable store in `dir` (`--data-dir DIR`) instead of
+    /// `--in-memory`: for the durability tests, which kill and restart it on the same directory.
+    /// `bin` as for [`Broker::start_bin`].
+    pub fn start_with_store(bin: &Path, dir: &Path, args: &[&str]) -> Broker {
+        let dir = dir.to_str().expect("a UTF-8 data directory");
+        Self::launch(&broker_bin(Some(bin)), &["--data-dir", dir], args)
+    }
+
+    /// SIGKILL: the broker gets no chance to flush anything (a crash, a power cut for what the
+    /// process had not handed to the kernel). Waits until it is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn launch(bin: &Path, storage: &[&str], args: &[&str]) -> Broker {
         let bin = bin.to_path_buf();
         let mut child = Command::new(&bin)
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--in-memory"])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(storage)
             .args(args)
             .env(
                 "RUST_LOG",
