@@ -105,6 +105,12 @@ log_dest stderr
 log_type error
 log_type warning
 EOF
+# The durable comparison (issue 13): Mosquitto as its users run it for durability
+# (`persistence true`: in-memory state saved on shutdown and every autosave_interval, so it
+# acknowledges before anything reaches the disk), against MusQraTT's store with fsync = "always"
+# (nothing acknowledged before it is fsynced).
+sed -e 's/^persistence false$/persistence true/' "$OUT/mosquitto.conf" >"$OUT/mosquitto-persist.conf"
+echo "persistence_location $OUT/mosquitto-data/" >>"$OUT/mosquitto-persist.conf"
 cat >"$OUT/musqratt.toml" <<EOF
 [limits]
 max_queued_messages = 1000000
@@ -117,7 +123,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 start_broker() {
     local name=$1 port=$MUSQ_PORT
-    [ "$name" = mosquitto ] && port=$MOSQ_PORT
+    [[ $name == mosquitto* ]] && port=$MOSQ_PORT
     if port_open "$port"; then
         log "port $port is taken by another process: set BENCH_MOSQ_PORT / BENCH_MUSQ_PORT"
         exit 1
@@ -125,6 +131,16 @@ start_broker() {
     case $name in
         mosquitto)
             "$MOSQUITTO" -c "$OUT/mosquitto.conf" 2>>"$OUT/logs/$name.log" &
+            ;;
+        mosquitto-persist)
+            rm -rf "$OUT/mosquitto-data" && mkdir -p "$OUT/mosquitto-data"
+            "$MOSQUITTO" -c "$OUT/mosquitto-persist.conf" 2>>"$OUT/logs/$name.log" &
+            ;;
+        musqratt-durable)
+            # A fresh store each run, fsync = "always" (the default).
+            rm -rf "$OUT/musqratt-data"
+            "$MUSQRATT" serve -c "$OUT/musqratt.toml" --listen "127.0.0.1:$port" \
+                --data-dir "$OUT/musqratt-data" >>"$OUT/logs/$name.log" 2>&1 &
             ;;
         musqratt*)
             local workers=()
@@ -285,6 +301,15 @@ if wanted scaling; then
     for round in $(seq "$ROUNDS"); do
         for broker in musqratt-w1 musqratt-w2; do
             run scaling "$round" "$broker" pairs --qos 0 --pairs 8 --duration "$SECS"
+        done
+    done
+fi
+# Durability: QoS 1 fan-in on the durable store beside in-memory and Mosquitto's persistence.
+if wanted fan-in-q1-durable; then
+    for round in $(seq "$ROUNDS"); do
+        for broker in mosquitto-persist musqratt-durable musqratt; do
+            run fan-in-q1-durable "$round" "$broker" fan-in --qos 1 --publishers 8 --inflight 64 \
+                --duration "$SECS"
         done
     done
 fi

@@ -25,6 +25,8 @@ FLOWS = [
 ]
 LAT_KEYS = [("p50", "p50"), ("p99", "p99"), ("p999", "p99.9"), ("max", "max")]
 BROKERS = ("mosquitto", "musqratt")
+# The durable fan-in run (issue 13): Mosquitto with persistence, MusQraTT durable and in memory.
+DURABLE = ("mosquitto-persist", "musqratt-durable", "musqratt")
 # A round during which other processes used more than this much CPU (% of one
 # core) competed with the broker and the generator: flagged as disturbed.
 NOISY_PCT = 25
@@ -128,6 +130,17 @@ def main_rows(runs):
     held = "" if q is None or clients is None else ("met" if q >= min(clients, 19000) else "missed")
     rows.append(("idle connections", "held (answer PINGREQ)", fmt(m), fmt(q), ratio(m, q),
                  f"{held} (19,000)" if held else ""))
+    d = {b: med(runs[("fan-in-q1-durable", b)], lambda r: r["msgs_per_s"]) for b in DURABLE}
+    lost = sum(x["lost"] for x in ok(runs[("fan-in-q1-durable", "musqratt-durable")]))
+    r = ratio(d["mosquitto-persist"], d["musqratt-durable"])
+    t = verdict(r, 3.0)
+    t = (t + f"; loss {'0 — met' if lost == 0 else f'{lost} — missed'}") if t else t
+    rows.append(("fan-in QoS 1 durable: Mosquitto persistence true vs MusQraTT fsync always",
+                 "delivered msg/s", fmt(d["mosquitto-persist"]), fmt(d["musqratt-durable"]), r, t))
+    r = ratio(d["musqratt"], d["musqratt-durable"])
+    rows.append(("fan-in QoS 1: MusQraTT in-memory vs durable (fsync always)", "delivered msg/s",
+                 f"in-memory: {fmt(d['musqratt'])}", f"durable: {fmt(d['musqratt-durable'])}", r,
+                 verdict(r, 0.5)))
     w1, w2 = (med(runs[("scaling", b)], lambda r: r["msgs_per_s"]) for b in ("musqratt-w1", "musqratt-w2"))
     r = ratio(w1, w2)
     rows.append(("scaling: pairs QoS 0, MusQraTT 1 vs 2 workers", "delivered msg/s",
@@ -138,8 +151,8 @@ def main_rows(runs):
 def detail_rows(runs):
     """Delivery check and CPU per flow run: medians over rounds."""
     rows = []
-    labels = [l for l, _, _ in FLOWS] + ["latency-q0", "conns", "scaling"]
-    brokers = {"scaling": ("musqratt-w1", "musqratt-w2")}
+    labels = [l for l, _, _ in FLOWS] + ["latency-q0", "conns", "fan-in-q1-durable", "scaling"]
+    brokers = {"scaling": ("musqratt-w1", "musqratt-w2"), "fan-in-q1-durable": DURABLE}
     for label in labels:
         for b in brokers.get(label, BROKERS):
             rs = runs.get((label, b), [])

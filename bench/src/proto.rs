@@ -55,8 +55,19 @@ impl Conn {
         client_id: &str,
         version: ProtocolVersion,
     ) -> io::Result<Conn> {
+        Conn::connect_session(addr, client_id, version, true)
+    }
+
+    /// `connect` with Clean Session / Clean Start set as given: `false` asks for a session
+    /// that outlives the connection (3.1.1), which a broker keeps (and a durable one stores).
+    pub fn connect_session(
+        addr: SocketAddr,
+        client_id: &str,
+        version: ProtocolVersion,
+        clean: bool,
+    ) -> io::Result<Conn> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        Conn::handshake(stream, client_id, version)
+        Conn::handshake_session(stream, client_id, version, clean)
     }
 
     /// Sends CONNECT on an already connected stream and waits for CONNACK.
@@ -65,13 +76,22 @@ impl Conn {
         client_id: &str,
         version: ProtocolVersion,
     ) -> io::Result<Conn> {
+        Conn::handshake_session(stream, client_id, version, true)
+    }
+
+    fn handshake_session(
+        stream: TcpStream,
+        client_id: &str,
+        version: ProtocolVersion,
+        clean: bool,
+    ) -> io::Result<Conn> {
         stream.set_nodelay(true)?;
         let mut conn = Conn {
             stream,
             version,
             pending: Vec::new(),
         };
-        conn.send(&connect_packet(client_id, version))?;
+        conn.send(&connect_packet(client_id, version, clean))?;
         match conn.recv(Duration::from_secs(10))? {
             Packet::ConnAck(a) if a.reason_code == ReasonCode::SUCCESS => Ok(conn),
             Packet::ConnAck(a) => Err(io_err(format!("CONNACK refused: {:?}", a.reason_code))),
@@ -128,13 +148,18 @@ impl Conn {
     }
 }
 
-pub fn connect_packet(client_id: &str, version: ProtocolVersion) -> Packet {
+pub fn connect_packet(client_id: &str, version: ProtocolVersion, clean: bool) -> Packet {
+    let mut properties = Properties::default();
+    if !clean && version.is_v5() {
+        // v5: a session outlives its connection only with a Session Expiry Interval.
+        properties.session_expiry_interval = Some(3600);
+    }
     Packet::Connect(Connect {
         protocol: version,
-        clean_start: true,
+        clean_start: clean,
         // 0 = no keep-alive: idle clients must not need PINGREQs to stay.
         keep_alive: 0,
-        properties: Properties::default(),
+        properties,
         client_id: client_id.to_string(),
         will: None,
         username: None,

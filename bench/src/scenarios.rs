@@ -36,6 +36,9 @@ pub struct Common {
     /// Unique per run, so retained or held messages of an earlier run can
     /// never reach this one.
     pub prefix: String,
+    /// `--persistent`: subscribers ask for a session that outlives the connection (Clean
+    /// Session 0), so a broker keeps their queue, and a durable one stores it.
+    pub persistent: bool,
 }
 
 impl Common {
@@ -81,6 +84,7 @@ impl Common {
                 None => None,
             },
             prefix: format!("bench/{run}"),
+            persistent: a.flag("persistent"),
         })
     }
 }
@@ -106,7 +110,8 @@ pub fn run(
     let t_setup = Instant::now();
     let mut sub_conns = Vec::new();
     for (i, s) in subs.iter().enumerate() {
-        let mut conn = Conn::connect(c.addr, &format!("{}-s{i}", c.prefix), c.version)
+        let id = format!("{}-s{i}", c.prefix);
+        let mut conn = Conn::connect_session(c.addr, &id, c.version, !c.persistent)
             .map_err(|e| format!("subscriber {i} connect: {e}"))?;
         conn.subscribe(&s.filter, c.qos)
             .map_err(|e| format!("subscriber {i} subscribe: {e}"))?;
@@ -229,7 +234,8 @@ pub fn run(
         .int("publishers", pubs.len() as u64)
         .int("subscribers", subs.len() as u64)
         .num("duration_s", secs(c.duration))
-        .str("protocol", if c.version.is_v5() { "5" } else { "3.1.1" });
+        .str("protocol", if c.version.is_v5() { "5" } else { "3.1.1" })
+        .str("session", if c.persistent { "persistent" } else { "clean" });
     if c.qos != QoS::AtMostOnce {
         params.int("inflight", c.inflight as u64);
     }

@@ -152,11 +152,23 @@ pub(crate) fn durable_session(s: &Session) -> bool {
 }
 
 impl Broker {
-    /// Queues `op` in the journal and makes this event's output wait for it.
+    /// Queues `op` in the journal and makes this event's output wait for it: what the output
+    /// says (an acknowledgement, a CONNACK or SUBACK, a QoS 2 PUBLISH or PUBREL) must not reach
+    /// the client before the change it reports is durable.
     fn record(&self, op: Op, out: &mut Output) {
         if let Some(j) = &self.journal {
             let t = j.record(op);
             out.durable_after = out.durable_after.max(t);
+        }
+    }
+
+    /// Queues `op` without holding any output: a delete that nothing sent acknowledges (a
+    /// delivery completed, a message expired). Lost in a crash, it only means a QoS 1
+    /// message delivered once more, never one lost; holding the subscriber's next deliveries
+    /// for it would cost a commit per acknowledgement round trip.
+    fn record_quietly(&self, op: Op) {
+        if let Some(j) = &self.journal {
+            j.record(op);
         }
     }
 
@@ -208,7 +220,10 @@ impl Broker {
         self.record(op, out);
     }
 
-    /// The entry of `o` is done (delivered, expired or dropped).
+    /// The entry of `o` is done (delivered, expired or dropped), recorded quietly (see
+    /// `record_quietly`): lost in a crash, a QoS 1 message is delivered once more, and a QoS 2
+    /// one whose PUBCOMP came gets its PUBREL again, which the client answers without
+    /// delivering anything.
     pub(crate) fn persist_unqueued(&self, s: &Session, o: &Outgoing, out: &mut Output) {
         if o.entry == 0 {
             return;
@@ -218,7 +233,8 @@ impl Broker {
             entry: o.entry,
             msg: o.msg.durable_id.load(Ordering::Acquire),
         };
-        self.record(op, out);
+        let _ = out;
+        self.record_quietly(op);
     }
 
     /// A QoS 2 delivery got its packet id or moved on in its flow.

@@ -101,6 +101,8 @@ impl Journal {
             last_sync: Instant::now(),
             unsynced: false,
             failures_logged: 0,
+            stats: (0, 0, 0, Duration::ZERO),
+            stats_since: Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name("store".into())
@@ -162,6 +164,62 @@ impl persist::Journal for Journal {
     }
 }
 
+/// One commit's changes, with the changes to one key folded: a key written and deleted in
+/// the same batch, which did not exist before it, is not written at all. That is the common
+/// case for a subscriber that keeps up: its acknowledgements arrive while the previous commit
+/// runs, in the same batch as the messages they acknowledge, so a delivered message costs the
+/// disk nothing (docs/storage.md "Group commit").
+#[derive(Default)]
+struct Batch {
+    changes: Vec<Option<Change>>,
+    /// Per key changed in this batch: where its change is, and whether this batch created it.
+    index: HashMap<(Table, Vec<u8>), (usize, bool)>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.changes.clear();
+        self.index.clear();
+    }
+
+    /// `create`: the key cannot exist before this batch (a fresh id).
+    fn put(&mut self, t: Table, k: Vec<u8>, v: Vec<u8>, create: bool) {
+        if let Some(&(i, _)) = self.index.get(&(t, k.clone())) {
+            self.changes[i] = Some(Change::Put(t, k, v));
+            return;
+        }
+        self.index
+            .insert((t, k.clone()), (self.changes.len(), create));
+        self.changes.push(Some(Change::Put(t, k, v)));
+    }
+
+    fn delete(&mut self, t: Table, k: Vec<u8>) {
+        match self.index.remove(&(t, k.clone())) {
+            Some((i, true)) => self.changes[i] = None,
+            Some((i, false)) => {
+                self.changes[i] = Some(Change::Delete(t, k.clone()));
+                self.index.insert((t, k), (i, false));
+            }
+            None => {
+                self.index
+                    .insert((t, k.clone()), (self.changes.len(), false));
+                self.changes.push(Some(Change::Delete(t, k)));
+            }
+        }
+    }
+
+    fn delete_prefix(&mut self, t: Table, prefix: Vec<u8>) {
+        // Later changes to these keys must come after the range delete: forget their slots.
+        self.index
+            .retain(|(table, k), _| *table != t || !k.starts_with(&prefix));
+        self.changes.push(Some(Change::DeletePrefix(t, prefix)));
+    }
+
+    fn take(&mut self) -> Vec<Change> {
+        self.changes.drain(..).flatten().collect()
+    }
+}
+
 struct Committer {
     engine: Box<dyn Engine>,
     fsync: Fsync,
@@ -176,12 +234,16 @@ struct Committer {
     last_sync: Instant,
     unsynced: bool,
     failures_logged: u64,
+    /// Commits, ops, changes written and time spent committing since `stats_since`: logged at
+    /// debug level every few seconds (how big the group commits are, what one costs).
+    stats: (u64, u64, u64, Duration),
+    stats_since: Instant,
 }
 
 impl Committer {
     fn run(&mut self, rx: Receiver<Cmd>) {
         let mut tickets = Vec::new();
-        let mut changes = Vec::new();
+        let mut changes = Batch::default();
         let mut closing = None;
         while closing.is_none() {
             let first = if self.unsynced {
@@ -215,7 +277,8 @@ impl Committer {
                 }
             }
             if !tickets.is_empty() {
-                self.commit(&tickets, &changes);
+                let batch = changes.take();
+                self.commit(&tickets, &batch);
             }
         }
         self.sync_if_due(true);
@@ -226,7 +289,10 @@ impl Committer {
 
     fn commit(&mut self, tickets: &[Ticket], changes: &[Change]) {
         let sync = self.fsync == Fsync::Always;
-        match self.engine.commit(changes, sync) {
+        let started = Instant::now();
+        let result = self.engine.commit(changes, sync);
+        self.note_stats(tickets.len(), changes.len(), started.elapsed());
+        match result {
             Ok(()) => {
                 if !sync {
                     self.unsynced = true;
@@ -262,6 +328,25 @@ impl Committer {
         (self.notify)(durable);
     }
 
+    fn note_stats(&mut self, ops: usize, changes: usize, took: Duration) {
+        self.stats.0 += 1;
+        self.stats.1 += ops as u64;
+        self.stats.2 += changes as u64;
+        self.stats.3 += took;
+        if self.stats_since.elapsed() >= Duration::from_secs(5) {
+            let (n, ops, written, time) = self.stats;
+            tracing::debug!(
+                commits = n,
+                ops_per_commit = ops / n.max(1),
+                written_per_commit = written / n.max(1),
+                commit_us = (time.as_micros() as u64) / n.max(1),
+                "store: group commits"
+            );
+            self.stats = (0, 0, 0, Duration::ZERO);
+            self.stats_since = Instant::now();
+        }
+    }
+
     fn sync_if_due(&mut self, force: bool) {
         if !self.unsynced || (!force && self.last_sync.elapsed() < BATCH_SYNC_EVERY) {
             return;
@@ -291,12 +376,12 @@ impl Committer {
         *self.refs.entry(msg).or_insert(0) += 1;
     }
 
-    fn drop_ref(&mut self, msg: u64, changes: &mut Vec<Change>) {
+    fn drop_ref(&mut self, msg: u64, changes: &mut Batch) {
         if let Some(n) = self.refs.get_mut(&msg) {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.refs.remove(&msg);
-                changes.push(Change::Delete(Table::Messages, msg.to_be_bytes().to_vec()));
+                changes.delete(Table::Messages, msg.to_be_bytes().to_vec());
             }
         }
     }
@@ -305,7 +390,7 @@ impl Committer {
         &mut self,
         (ticket, op): (Ticket, Op),
         tickets: &mut Vec<Ticket>,
-        changes: &mut Vec<Change>,
+        changes: &mut Batch,
     ) {
         tickets.push(ticket);
         match op {
@@ -320,13 +405,13 @@ impl Committer {
                     expires_at_ms: expires_at.map_or(0, |t| self.wall_ms(t)),
                     subscriptions,
                 });
-                changes.push(Change::Put(Table::Sessions, client.as_bytes().to_vec(), v));
+                changes.put(Table::Sessions, client.as_bytes().to_vec(), v, false);
             }
             Op::SessionDelete { client, msgs } => {
-                changes.push(Change::Delete(Table::Sessions, client.as_bytes().to_vec()));
+                changes.delete(Table::Sessions, client.as_bytes().to_vec());
                 let prefix = record::name_prefix(&client);
-                changes.push(Change::DeletePrefix(Table::Queue, prefix.clone()));
-                changes.push(Change::DeletePrefix(Table::IncomingQos2, prefix));
+                changes.delete_prefix(Table::Queue, prefix.clone());
+                changes.delete_prefix(Table::IncomingQos2, prefix);
                 for m in msgs {
                     self.drop_ref(m, changes);
                 }
@@ -339,7 +424,7 @@ impl Committer {
                     expires_at_ms: msg.expires_at.map_or(0, |t| self.wall_ms(t)),
                 };
                 let v = record::encode_message(&stored);
-                changes.push(Change::Put(Table::Messages, id.to_be_bytes().to_vec(), v));
+                changes.put(Table::Messages, id.to_be_bytes().to_vec(), v, true);
             }
             Op::QueuePut {
                 client,
@@ -357,11 +442,7 @@ impl Committer {
                     sent: None,
                     sub_ids,
                 });
-                changes.push(Change::Put(
-                    Table::Queue,
-                    record::name_key(&client, entry),
-                    v,
-                ));
+                changes.put(Table::Queue, record::name_key(&client, entry), v, true);
             }
             Op::QueueSent {
                 client,
@@ -380,53 +461,51 @@ impl Committer {
                     sent: Some((packet_id, state)),
                     sub_ids,
                 });
-                changes.push(Change::Put(
-                    Table::Queue,
-                    record::name_key(&client, entry),
-                    v,
-                ));
+                changes.put(Table::Queue, record::name_key(&client, entry), v, false);
             }
             Op::QueueDelete { client, entry, msg } => {
-                changes.push(Change::Delete(
-                    Table::Queue,
-                    record::name_key(&client, entry),
-                ));
+                changes.delete(Table::Queue, record::name_key(&client, entry));
                 self.drop_ref(msg, changes);
             }
-            Op::IncomingQos2Put { client, packet_id } => changes.push(Change::Put(
+            // A packet id can be reused after its PUBREL: not a fresh key, never folded away.
+            Op::IncomingQos2Put { client, packet_id } => changes.put(
                 Table::IncomingQos2,
                 record::name_key(&client, u64::from(packet_id)),
                 Vec::new(),
-            )),
-            Op::IncomingQos2Delete { client, packet_id } => changes.push(Change::Delete(
+                false,
+            ),
+            Op::IncomingQos2Delete { client, packet_id } => changes.delete(
                 Table::IncomingQos2,
                 record::name_key(&client, u64::from(packet_id)),
-            )),
+            ),
             Op::RetainedPut { topic, msg, old } => {
                 self.add_ref(msg);
-                changes.push(Change::Put(
+                changes.put(
                     Table::Retained,
                     topic.into_bytes(),
                     record::encode_ref(msg),
-                ));
+                    false,
+                );
                 if let Some(old) = old {
                     self.drop_ref(old, changes);
                 }
             }
             Op::RetainedDelete { topic, msg } => {
-                changes.push(Change::Delete(Table::Retained, topic.into_bytes()));
+                changes.delete(Table::Retained, topic.into_bytes());
                 self.drop_ref(msg, changes);
             }
             Op::HeldPut { topic, entry, msg } => {
                 self.add_ref(msg);
-                changes.push(Change::Put(
+                // Hold seqs restart after a restart beyond the recovered ones only: not fresh.
+                changes.put(
                     Table::Held,
                     record::name_key(&topic, entry),
                     record::encode_ref(msg),
-                ));
+                    false,
+                );
             }
             Op::HeldDelete { topic, entry, msg } => {
-                changes.push(Change::Delete(Table::Held, record::name_key(&topic, entry)));
+                changes.delete(Table::Held, record::name_key(&topic, entry));
                 self.drop_ref(msg, changes);
             }
         }
