@@ -30,14 +30,27 @@ pub enum Fsync {
     /// Acknowledge only what is on stable storage (group commit). The default.
     #[default]
     Always,
-    /// Acknowledge what is committed; fsync once per `BATCH_SYNC_EVERY`.
+    /// Acknowledge what is committed; a durable commit every 100 ms.
     Batch,
-    /// Acknowledge what is committed; leave flushing to the operating system.
+    /// Acknowledge what is committed; a durable commit every second. (redb persists only
+    /// through a durable commit: without any, a restart would find nothing.)
     Never,
 }
 
-/// How often `Fsync::Batch` flushes.
-const BATCH_SYNC_EVERY: Duration = Duration::from_millis(100);
+impl Fsync {
+    /// How long acknowledged but not yet durable commits may wait for a durable one.
+    fn sync_every(self) -> Duration {
+        match self {
+            Fsync::Always => Duration::ZERO,
+            Fsync::Batch => Duration::from_millis(100),
+            Fsync::Never => Duration::from_secs(1),
+        }
+    }
+}
+/// A batch stops gathering when no op came for this long...
+const GATHER_GAP: Duration = Duration::from_micros(100);
+/// ...or this long after its first op.
+const GATHER_MAX: Duration = Duration::from_millis(1);
 /// The most ops one commit takes (bounds a batch's memory; the rest go in the next).
 const MAX_BATCH_OPS: usize = 65_536;
 
@@ -247,7 +260,7 @@ impl Committer {
         let mut closing = None;
         while closing.is_none() {
             let first = if self.unsynced {
-                match rx.recv_timeout(BATCH_SYNC_EVERY) {
+                match rx.recv_timeout(self.fsync.sync_every()) {
                     Ok(cmd) => cmd,
                     Err(RecvTimeoutError::Timeout) => {
                         self.sync_if_due(true);
@@ -264,6 +277,7 @@ impl Committer {
             tickets.clear();
             changes.clear();
             let mut next = Some(first);
+            let gather_until = Instant::now() + GATHER_MAX;
             while let Some(cmd) = next.take() {
                 match cmd {
                     Cmd::Op(t, op) => self.translate((t, op), &mut tickets, &mut changes),
@@ -273,7 +287,16 @@ impl Committer {
                     }
                 }
                 if tickets.len() < MAX_BATCH_OPS {
-                    next = rx.try_recv().ok();
+                    next = rx.try_recv().ok().or_else(|| {
+                        // Gather the rest of a wave: the acknowledgements of the last commit
+                        // bring the next messages over a few hundred microseconds; one commit
+                        // for all of them, not one for its first few and one for the rest.
+                        let left = gather_until.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return None;
+                        }
+                        rx.recv_timeout(GATHER_GAP.min(left)).ok()
+                    });
                 }
             }
             if !tickets.is_empty() {
@@ -348,13 +371,11 @@ impl Committer {
     }
 
     fn sync_if_due(&mut self, force: bool) {
-        if !self.unsynced || (!force && self.last_sync.elapsed() < BATCH_SYNC_EVERY) {
+        if !self.unsynced || (!force && self.last_sync.elapsed() < self.fsync.sync_every()) {
             return;
         }
-        if self.fsync == Fsync::Batch {
-            if let Err(e) = self.engine.sync() {
-                tracing::error!("store: fsync failed: {e}");
-            }
+        if let Err(e) = self.engine.sync() {
+            tracing::error!("store: durable commit failed: {e}");
         }
         self.unsynced = false;
         self.last_sync = Instant::now();
