@@ -473,3 +473,77 @@ fn a_truncated_store_still_lets_the_broker_start() {
         f.set_len(len / 2).expect("truncate store");
     });
 }
+
+/// Unmounts the test's tmpfs even when the test fails.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_the_acknowledgement_and_the_broker_goes_on() {
+    if !std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"))
+    {
+        eprintln!("SKIP: mounting a small tmpfs needs root");
+        return;
+    }
+    let dir = scratch_dir("durability-full");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "mount tmpfs on {}", dir.display());
+    let _guard = Tmpfs(dir.clone());
+    let broker = Broker::start_with_store(bin(), &dir.join("data"), &[]);
+    let port = broker.port();
+    // A persistent-session subscriber that never reads: every message stays queued, on disk.
+    let _sub = {
+        let mut c = Raw::connect_bytes(port, V, &connect_with(V, "full-sub", 60, false));
+        c.send(&subscribe(V, 1, "full/#", 1));
+        let p = c.expect_packet(WAIT);
+        assert_eq!(p.kind(), 9, "SUBACK");
+        c
+    };
+    let mut p = Raw::connect_bytes(port, V, &connect_with(V, "full-pub", 60, true));
+    let payload = vec![b'x'; 60_000];
+    let mut acked = 0;
+    let mut refused = false;
+    for i in 1..=200u16 {
+        p.send(&publish(V, b"full/t", &payload, 1, i));
+        match p.read(WAIT) {
+            Read1::Packet(a) if a.kind() == 4 => acked += 1,
+            Read1::Closed => {
+                refused = true;
+                break;
+            }
+            other => panic!("message {i}: expected PUBACK or a close, got {other:?}"),
+        }
+    }
+    assert!(
+        refused,
+        "2 MB held {acked} messages of 60 kB without a refusal"
+    );
+    assert!(acked > 0, "nothing was acknowledged before the disk filled");
+    assert!(
+        broker.wait_for_log("commit failed", WAIT),
+        "no log line for the failed commit"
+    );
+    // The broker goes on: a QoS 0 round trip on other clients still works.
+    let s = Sub::start(port, &["-t", "alive/#", "-C", "1", "-W", "3"]);
+    mosquitto_pub(port, &["-t", "alive/x", "-m", "ok"]);
+    assert_eq!(
+        s.wait_messages(1, WAIT).len(),
+        1,
+        "broker does not serve after a full disk"
+    );
+    println!("full disk: {acked} messages of 60 kB acknowledged before the refusal");
+}
