@@ -39,13 +39,14 @@ pub trait Engine {
     fn get(&self, space: Space, key: &[u8]) -> Res<Option<Vec<u8>>>;
 }
 
-pub const ENGINES: &[&str] = &["redb", "redb-qr", "fjall", "canopydb"];
+pub const ENGINES: &[&str] = &["redb", "redb-qr", "fjall", "fjall-small", "canopydb"];
 
 pub fn describe(name: &str) -> &'static str {
     match name {
         "redb" => "redb 5.0.0, Durability::Immediate (default), 1-phase commit",
         "redb-qr" => "redb 5.0.0, Durability::Immediate + set_quick_repair(true) (2-phase commit, allocator state saved per commit)",
-        "fjall" => "fjall 3.1.13, WriteBatch with durability(Some(PersistMode::SyncAll))",
+        "fjall" => "fjall 3.1.13, WriteBatch with durability(Some(PersistMode::SyncAll)), default sizes (64 MiB memtable per keyspace, 512 MiB journal cap)",
+        "fjall-small" => "fjall 3.1.13 as above with max_memtable_size(8 MiB) per keyspace and max_journaling_size(64 MiB, the minimum)",
         "canopydb" => "canopydb 0.2.5, WAL on, commit_with(sync = true), page cache 64 MiB",
         _ => "?",
     }
@@ -56,7 +57,8 @@ pub fn open(name: &str, dir: &Path, mode: Mode) -> Res<Box<dyn Engine>> {
     Ok(match name {
         "redb" => Box::new(Redb::open(dir, mode, false)?),
         "redb-qr" => Box::new(Redb::open(dir, mode, true)?),
-        "fjall" => Box::new(Fjall::open(dir)?),
+        "fjall" => Box::new(Fjall::open(dir, false)?),
+        "fjall-small" => Box::new(Fjall::open(dir, true)?),
         "canopydb" => Box::new(Canopy::open(dir, mode)?),
         other => return Err(format!("unknown engine {other}").into()),
     })
@@ -181,10 +183,22 @@ pub struct Fjall {
 }
 
 impl Fjall {
-    fn open(dir: &Path) -> Res<Self> {
-        let db = fjall::Database::builder(dir).open()?;
-        let msgs = db.keyspace("msgs", fjall::KeyspaceCreateOptions::default)?;
-        let queue = db.keyspace("queue", fjall::KeyspaceCreateOptions::default)?;
+    fn open(dir: &Path, small: bool) -> Res<Self> {
+        let mut b = fjall::Database::builder(dir);
+        if small {
+            b = b.max_journaling_size(64 * 1024 * 1024);
+        }
+        let db = b.open()?;
+        let opts = move || {
+            let o = fjall::KeyspaceCreateOptions::default();
+            if small {
+                o.max_memtable_size(8 * 1024 * 1024)
+            } else {
+                o
+            }
+        };
+        let msgs = db.keyspace("msgs", opts)?;
+        let queue = db.keyspace("queue", opts)?;
         Ok(Self { db, msgs, queue })
     }
 }

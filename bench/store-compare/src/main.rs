@@ -216,6 +216,19 @@ fn cmd_fsync(n: usize) -> Res<()> {
 /// (or `max_msgs` messages), after a short warm-up.
 fn cmd_commit(engine: &str, batch: u64, payload: usize, subs: u64, secs: f64, max_msgs: u64) -> Res<()> {
     let td = TempDir::new("commit")?;
+    // the disk's state right now: 50 x (append 100 B + fdatasync), p50
+    let probe = {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(td.sub("probe"))?;
+        let mut l = Vec::new();
+        for _ in 0..50 {
+            let t = Instant::now();
+            f.write_all(&[0u8; 100])?;
+            f.sync_data()?;
+            l.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        percentile(&l, 0.5)
+    };
     let mut e = engines::open(engine, &td.sub("db"), Mode::Durable)?;
     let w = Workload { payload, subs };
     let mut next = 0u64;
@@ -250,6 +263,7 @@ fn cmd_commit(engine: &str, batch: u64, payload: usize, subs: u64, secs: f64, ma
         ("commit_p50_ms", percentile(&lat, 0.5)),
         ("commit_p99_ms", percentile(&lat, 0.99)),
         ("msgs", msgs as f64),
+        ("probe_fsync_us", probe),
         ("rss_hwm_kib", proc_status_kib("VmHWM:") as f64),
     ]);
     Ok(())
@@ -719,10 +733,14 @@ fn print_tables(plan: &Plan, c: &Collected, locks: &[(String, String)]) {
     }
 
     println!("\n### Durable commits, insert only, fresh store ({} s per run after a warm-up): messages/s\n", plan.secs);
-    header("batch (msgs/commit), payload, subscribers");
+    println!("| batch (msgs/commit), payload, subscribers | {} | disk: fdatasync p50 before each run (µs) |", es.join(" | "));
+    println!("|---|{}---|", "---|".repeat(es.len()));
     for (name, batch, payload, subs) in commit_configs() {
         let cells: Vec<String> = es.iter().map(|e| c.cell(&name, e, "msgs_per_s", f_rate)).collect();
-        println!("| {batch}, {payload} B, {subs} | {} |", cells.join(" | "));
+        let probes: Vec<f64> = es.iter().flat_map(|e| c.values(&name, e, "probe_fsync_us")).collect();
+        let lo = probes.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = probes.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        println!("| {batch}, {payload} B, {subs} | {} | {:.0} ({lo:.0}–{hi:.0}) |", cells.join(" | "), median(&probes));
     }
     println!("\n### Same runs: commit latency p50 / p99 (ms)\n");
     header("batch, payload, subscribers");
@@ -809,7 +827,7 @@ fn usage() -> Res<()> {
     Err("usage: store-compare all [--quick] [--reps N] [--engines a,b]\n\
          | fsync N | commit ENGINE BATCH PAYLOAD SUBS SECS MAX_MSGS | steady ENGINE BATCH PAYLOAD MSGS\n\
          | crash ENGINE RUNS | lock ENGINE\n\
-         (engines: redb, redb-qr, fjall, canopydb)"
+         (engines: redb, redb-qr, fjall, fjall-small, canopydb)"
         .into())
 }
 
@@ -819,8 +837,8 @@ fn run() -> Res<()> {
     match cmd.as_str() {
         "all" => {
             let mut plan = Plan {
-                reps: 3,
-                secs: 3.0,
+                reps: 5,
+                secs: 2.0,
                 max_msgs: 300_000,
                 steady_msgs: 200_000,
                 steady_batch: 128,
