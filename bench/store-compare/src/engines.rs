@@ -45,6 +45,7 @@ pub fn describe(name: &str) -> &'static str {
     match name {
         "redb" => "redb 5.0.0, Durability::Immediate (default), 1-phase commit",
         "redb-qr" => "redb 5.0.0, Durability::Immediate + set_quick_repair(true) (2-phase commit, allocator state saved per commit)",
+        "redb-c32" => "redb 5.0.0 as `redb`, with Builder::set_cache_size(32 MiB) (default 1 GiB)",
         "fjall" => "fjall 3.1.13, WriteBatch with durability(Some(PersistMode::SyncAll)), default sizes (64 MiB memtable per keyspace, 512 MiB journal cap)",
         "fjall-small" => "fjall 3.1.13 as above with max_memtable_size(8 MiB) per keyspace and max_journaling_size(64 MiB, the minimum)",
         "canopydb" => "canopydb 0.2.5, WAL on, commit_with(sync = true), page cache 64 MiB",
@@ -57,6 +58,7 @@ pub fn open(name: &str, dir: &Path, mode: Mode) -> Res<Box<dyn Engine>> {
     Ok(match name {
         "redb" => Box::new(Redb::open(dir, mode, false)?),
         "redb-qr" => Box::new(Redb::open(dir, mode, true)?),
+        "redb-c32" => Box::new(Redb::open_with_cache(dir, mode, false, Some(32 << 20))?),
         "fjall" => Box::new(Fjall::open(dir, false)?),
         "fjall-small" => Box::new(Fjall::open(dir, true)?),
         "canopydb" => Box::new(Canopy::open(dir, mode)?),
@@ -89,13 +91,30 @@ pub struct Redb {
 
 impl Redb {
     fn open(dir: &Path, mode: Mode, quick_repair: bool) -> Res<Self> {
-        let db = redb::Database::create(dir.join("store.redb"))?;
+        Self::open_with_cache(dir, mode, quick_repair, None)
+    }
+
+    fn open_with_cache(
+        dir: &Path,
+        mode: Mode,
+        quick_repair: bool,
+        cache: Option<usize>,
+    ) -> Res<Self> {
+        let mut b = redb::Builder::new();
+        if let Some(bytes) = cache {
+            b.set_cache_size(bytes);
+        }
+        let db = b.create(dir.join("store.redb"))?;
         // Create both tables up front so that read transactions always find them.
         let txn = db.begin_write()?;
         txn.open_table(R_MSGS)?;
         txn.open_table(R_QUEUE)?;
         txn.commit()?;
-        Ok(Self { db, mode, quick_repair })
+        Ok(Self {
+            db,
+            mode,
+            quick_repair,
+        })
     }
 }
 
@@ -206,7 +225,10 @@ impl Fjall {
 impl Engine for Fjall {
     fn commit(&mut self, ops: &[Op]) -> Res<()> {
         // SyncAll is fjall's strongest mode; it is used for both `Mode`s.
-        let mut b = self.db.batch().durability(Some(fjall::PersistMode::SyncAll));
+        let mut b = self
+            .db
+            .batch()
+            .durability(Some(fjall::PersistMode::SyncAll));
         for op in ops {
             let ks = match op.space {
                 Space::Msgs => &self.msgs,

@@ -26,8 +26,13 @@ impl TempDir {
         let root = std::env::var_os("STORE_COMPARE_TMP")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
-        let p = root.join(format!("store-compare-{tag}-{}-{nanos}", std::process::id()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos();
+        let p = root.join(format!(
+            "store-compare-{tag}-{}-{nanos}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&p)?;
         Ok(Self(p))
     }
@@ -131,7 +136,10 @@ fn median(v: &[f64]) -> f64 {
 struct Rng(u64);
 impl Rng {
     fn new() -> Self {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
         Rng(t | 1)
     }
     fn below(&mut self, n: u64) -> u64 {
@@ -151,6 +159,10 @@ fn result_line(kv: &[(&str, f64)]) {
 }
 
 type Metrics = BTreeMap<String, f64>;
+/// A table row: label, RESULT key, number format.
+type Row<'a> = (&'a str, &'a str, fn(f64) -> String);
+/// A table row over a named scenario: label, scenario, RESULT key, number format.
+type ScRow<'a> = (&'a str, &'a str, &'a str, fn(f64) -> String);
 
 fn parse_result(out: &str) -> Option<Metrics> {
     let line = out.lines().rev().find(|l| l.starts_with("RESULT"))?;
@@ -164,12 +176,16 @@ fn parse_result(out: &str) -> Option<Metrics> {
 
 /// Runs this binary with `args` and returns its RESULT.
 fn child(args: &[String]) -> Res<Metrics> {
-    let out = Command::new(std::env::current_exe()?).args(args).stderr(Stdio::inherit()).output()?;
+    let out = Command::new(std::env::current_exe()?)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!("child {args:?} failed: {}\n{stdout}", out.status).into());
     }
-    parse_result(&stdout).ok_or_else(|| format!("child {args:?}: no RESULT line in {stdout:?}").into())
+    parse_result(&stdout)
+        .ok_or_else(|| format!("child {args:?}: no RESULT line in {stdout:?}").into())
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize, name: &str) -> Res<T> {
@@ -187,7 +203,10 @@ fn cmd_fsync(n: usize) -> Res<()> {
     let td = TempDir::new("fsync")?;
     let mut results = Vec::new();
     for (name, data_only) in [("fdatasync", true), ("fsync", false)] {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(td.sub(name))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(td.sub(name))?;
         let buf = [0x5au8; 100];
         let mut lat = Vec::with_capacity(n);
         for _ in 0..n {
@@ -214,11 +233,21 @@ fn cmd_fsync(n: usize) -> Res<()> {
 
 /// Insert-only durable commits of `batch` messages each, on a fresh store, for `secs` seconds
 /// (or `max_msgs` messages), after a short warm-up.
-fn cmd_commit(engine: &str, batch: u64, payload: usize, subs: u64, secs: f64, max_msgs: u64) -> Res<()> {
+fn cmd_commit(
+    engine: &str,
+    batch: u64,
+    payload: usize,
+    subs: u64,
+    secs: f64,
+    max_msgs: u64,
+) -> Res<()> {
     let td = TempDir::new("commit")?;
     // the disk's state right now: 50 x (append 100 B + fdatasync), p50
     let probe = {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(td.sub("probe"))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(td.sub("probe"))?;
         let mut l = Vec::new();
         for _ in 0..50 {
             let t = Instant::now();
@@ -322,7 +351,10 @@ fn cmd_steady(engine: &str, batch: u64, payload: usize, msgs: u64) -> Res<()> {
         ("disk_end_apparent_mib", mib(end_apparent)),
         ("disk_peak_mib", mib(peak_disk)),
         ("disk_closed_mib", mib(closed_alloc)),
-        ("written_mib", mib(batches * batch * (w.msg_value(0).len() as u64 + 8 + 32))),
+        (
+            "written_mib",
+            mib(batches * batch * (w.msg_value(0).len() as u64 + 8 + 32)),
+        ),
         ("left_entries", n_left as f64),
         ("rss_hwm_mib", proc_status_kib("VmHWM:") as f64 / 1024.0),
         ("rss_end_mib", rss_now as f64 / 1024.0),
@@ -338,7 +370,10 @@ fn cmd_steady(engine: &str, batch: u64, payload: usize, msgs: u64) -> Res<()> {
 /// without deleting, then either closes cleanly or prints "done" and waits to be SIGKILLed.
 fn cmd_recov_write(engine: &str, dir: &Path, msgs: u64, kill: bool) -> Res<()> {
     let mut e = engines::open(engine, dir, Mode::Durable)?;
-    let w = Workload { payload: 1024, subs: 1 };
+    let w = Workload {
+        payload: 1024,
+        subs: 1,
+    };
     let mut ops = Vec::new();
     let batch = 1024;
     let mut next = 0;
@@ -393,7 +428,10 @@ const CRASH_KEEP: u64 = 4; // commit b inserts batch b and deletes batch b-4
 /// "committed b" after each commit returns.
 fn cmd_crash_child(engine: &str, dir: &Path) -> Res<()> {
     let mut e = engines::open(engine, dir, Mode::Strongest)?;
-    let w = Workload { payload: 64, subs: 1 };
+    let w = Workload {
+        payload: 64,
+        subs: 1,
+    };
     let mut ops = Vec::new();
     let out = std::io::stdout();
     let mut out = out.lock();
@@ -474,7 +512,10 @@ fn crash_once(engine: &str, rng: &mut Rng) -> Res<(u64, String)> {
     }
     let k = last.unwrap();
     let e = engines::open(engine, &dir, Mode::Strongest)?;
-    let w = Workload { payload: 64, subs: 1 };
+    let w = Workload {
+        payload: 64,
+        subs: 1,
+    };
     // The commit in flight (k+1) may or may not have landed, but only whole.
     let (p, t) = batch_presence(e.as_ref(), &w, k + 1)?;
     let m = if p == t {
@@ -482,7 +523,10 @@ fn crash_once(engine: &str, rng: &mut Rng) -> Res<(u64, String)> {
     } else if p == 0 {
         k
     } else {
-        return Ok((k, format!("FAIL: batch {} partially present ({p}/{t})", k + 1)));
+        return Ok((
+            k,
+            format!("FAIL: batch {} partially present ({p}/{t})", k + 1),
+        ));
     };
     // After commit m: batches m-3 ..= m present, all earlier ones deleted, none later.
     for b in 0..=m + 2 {
@@ -490,7 +534,13 @@ fn crash_once(engine: &str, rng: &mut Rng) -> Res<(u64, String)> {
         let (p, t) = batch_presence(e.as_ref(), &w, b)?;
         let ok = if expect { p == t } else { p == 0 };
         if !ok {
-            return Ok((k, format!("FAIL: after ack of {k} (state {m}) batch {b}: {p}/{t} present, expected {}", if expect { "all" } else { "none" })));
+            return Ok((
+                k,
+                format!(
+                    "FAIL: after ack of {k} (state {m}) batch {b}: {p}/{t} present, expected {}",
+                    if expect { "all" } else { "none" }
+                ),
+            ));
         }
     }
     Ok((k, format!("ok (acked {k}, found {m})")))
@@ -520,6 +570,41 @@ fn cmd_lock_child(engine: &str, dir: &Path) -> Res<()> {
         Err(err) => println!("LOCK refused after {ms:.0} ms: {err}"),
     }
     Ok(())
+}
+
+/// One recovery measurement: a child writes `msgs` messages and closes (or is SIGKILLed), the
+/// files are evicted from the page cache, another child opens and scans.
+fn recovery_once(e: &str, kill: bool, msgs: u64) -> Res<Metrics> {
+    let s = |x: &dyn ToString| x.to_string();
+    let tmp = TempDir::new("recov")?;
+    let dir = tmp.sub("db");
+    let args = [
+        s(&"recov-write"),
+        s(&e),
+        dir.display().to_string(),
+        s(&msgs),
+        s(&if kill { "kill" } else { "clean" }),
+    ];
+    if kill {
+        let mut ch = Command::new(std::env::current_exe()?)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        BufReader::new(ch.stdout.take().unwrap()).read_line(&mut line)?;
+        if line.trim() != "done" {
+            return Err(format!("recov-write {e}: {line:?}").into());
+        }
+        ch.kill()?;
+        ch.wait()?;
+    } else {
+        child(&args)?;
+    }
+    let disk = dir_size(&dir).0 as f64 / (1024.0 * 1024.0);
+    evict_from_page_cache(&dir);
+    let mut m = child(&[s(&"recov-open"), s(&e), dir.display().to_string(), s(&msgs)])?;
+    m.insert("disk_mib".into(), disk);
+    Ok(m)
 }
 
 fn lock_check(engine: &str) -> Res<String> {
@@ -565,7 +650,10 @@ struct Collected {
 
 impl Collected {
     fn add(&mut self, scenario: &str, engine: &str, m: Metrics) {
-        self.runs.entry((scenario.to_string(), engine.to_string())).or_default().push(m);
+        self.runs
+            .entry((scenario.to_string(), engine.to_string()))
+            .or_default()
+            .push(m);
     }
     fn values(&self, scenario: &str, engine: &str, key: &str) -> Vec<f64> {
         self.runs
@@ -588,7 +676,11 @@ impl Collected {
         }
         let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let flag = if lo > 0.0 && hi / lo > 1.3 { " ⚠" } else { "" };
+        let flag = if lo > 0.0 && hi / lo > 1.3 {
+            " ⚠"
+        } else {
+            ""
+        };
         format!("{} ({}–{}){flag}", fmt(med), fmt(lo), fmt(hi))
     }
 }
@@ -644,52 +736,64 @@ fn cmd_all(plan: &Plan) -> Res<()> {
     for _ in 0..plan.reps {
         c.add("fsync", "disk", child(&[s(&"fsync"), s(&1000)])?);
     }
-    let tmp = TempDir::new("recov")?;
     for rep in 0..plan.reps {
         let mut order = plan.engines.clone();
         let n = order.len();
         order.rotate_left(rep % n);
-        eprintln!("# rep {} of {} (engine order {order:?}, {:.0} s so far)", rep + 1, plan.reps, t_all.elapsed().as_secs_f64());
+        eprintln!(
+            "# rep {} of {} (engine order {order:?}, {:.0} s so far)",
+            rep + 1,
+            plan.reps,
+            t_all.elapsed().as_secs_f64()
+        );
         for (name, batch, payload, subs) in commit_configs() {
             for e in &order {
-                let m = child(&[s(&"commit"), s(e), s(&batch), s(&payload), s(&subs), s(&plan.secs), s(&plan.max_msgs)])?;
-                eprintln!("  {name} {e}: {:.0} msg/s, p99 {:.2} ms", m["msgs_per_s"], m["commit_p99_ms"]);
+                let m = child(&[
+                    s(&"commit"),
+                    s(e),
+                    s(&batch),
+                    s(&payload),
+                    s(&subs),
+                    s(&plan.secs),
+                    s(&plan.max_msgs),
+                ])?;
+                eprintln!(
+                    "  {name} {e}: {:.0} msg/s, p99 {:.2} ms",
+                    m["msgs_per_s"], m["commit_p99_ms"]
+                );
                 c.add(&name, e, m);
             }
         }
         for payload in [1024usize, 64] {
             let name = format!("steady-p{payload}");
             for e in &order {
-                let m = child(&[s(&"steady"), s(e), s(&plan.steady_batch), s(&payload), s(&plan.steady_msgs)])?;
-                eprintln!("  {name} {e}: {:.0} msg/s, disk end {:.1} MiB, peak {:.1} MiB, rss {:.1} MiB",
-                    m["msgs_per_s"], m["disk_end_mib"], m["disk_peak_mib"], m["rss_hwm_mib"]);
+                let m = child(&[
+                    s(&"steady"),
+                    s(e),
+                    s(&plan.steady_batch),
+                    s(&payload),
+                    s(&plan.steady_msgs),
+                ])?;
+                eprintln!(
+                    "  {name} {e}: {:.0} msg/s, disk end {:.1} MiB, peak {:.1} MiB, rss {:.1} MiB",
+                    m["msgs_per_s"], m["disk_end_mib"], m["disk_peak_mib"], m["rss_hwm_mib"]
+                );
                 c.add(&name, e, m);
             }
         }
         for e in &order {
             for kill in [false, true] {
-                let dir = tmp.sub(&format!("{e}-{rep}-{kill}"));
-                let args = [s(&"recov-write"), s(e), dir.display().to_string(), s(&plan.recov_msgs), s(&if kill { "kill" } else { "clean" })];
-                if kill {
-                    let mut ch = Command::new(std::env::current_exe()?).args(&args).stdout(Stdio::piped()).spawn()?;
-                    let mut line = String::new();
-                    BufReader::new(ch.stdout.take().unwrap()).read_line(&mut line)?;
-                    if line.trim() != "done" {
-                        return Err(format!("recov-write {e}: {line:?}").into());
-                    }
-                    ch.kill()?;
-                    ch.wait()?;
+                let m = recovery_once(e, kill, plan.recov_msgs)?;
+                let name = if kill {
+                    "recovery-kill"
                 } else {
-                    child(&args)?;
-                }
-                let disk = dir_size(&dir).0 as f64 / (1024.0 * 1024.0);
-                evict_from_page_cache(&dir);
-                let mut m = child(&[s(&"recov-open"), s(e), dir.display().to_string(), s(&plan.recov_msgs)])?;
-                m.insert("disk_mib".into(), disk);
-                let name = if kill { "recovery-kill" } else { "recovery-clean" };
-                eprintln!("  {name} {e}: open {:.0} ms + scan {:.0} ms", m["open_ms"], m["scan_ms"]);
+                    "recovery-clean"
+                };
+                eprintln!(
+                    "  {name} {e}: open {:.0} ms + scan {:.0} ms",
+                    m["open_ms"], m["scan_ms"]
+                );
                 c.add(name, e, m);
-                let _ = std::fs::remove_dir_all(&dir);
             }
         }
     }
@@ -718,7 +822,10 @@ fn print_tables(plan: &Plan, c: &Collected, locks: &[(String, String)]) {
     for e in es {
         println!("- **{e}**: {}", engines::describe(e));
     }
-    println!("\nEach cell: median of {} runs (min–max); ⚠ marks max/min > 1.3.\n", plan.reps);
+    println!(
+        "\nEach cell: median of {} runs (min–max); ⚠ marks max/min > 1.3.\n",
+        plan.reps
+    );
 
     println!("### fsync baseline (write 100 B at the end of a file + sync, 1000 times; µs)\n");
     println!("| | p50 | p99 | mean | max |\n|---|---|---|---|---|");
@@ -736,18 +843,34 @@ fn print_tables(plan: &Plan, c: &Collected, locks: &[(String, String)]) {
     println!("| batch (msgs/commit), payload, subscribers | {} | disk: fdatasync p50 before each run (µs) |", es.join(" | "));
     println!("|---|{}---|", "---|".repeat(es.len()));
     for (name, batch, payload, subs) in commit_configs() {
-        let cells: Vec<String> = es.iter().map(|e| c.cell(&name, e, "msgs_per_s", f_rate)).collect();
-        let probes: Vec<f64> = es.iter().flat_map(|e| c.values(&name, e, "probe_fsync_us")).collect();
+        let cells: Vec<String> = es
+            .iter()
+            .map(|e| c.cell(&name, e, "msgs_per_s", f_rate))
+            .collect();
+        let probes: Vec<f64> = es
+            .iter()
+            .flat_map(|e| c.values(&name, e, "probe_fsync_us"))
+            .collect();
         let lo = probes.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = probes.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        println!("| {batch}, {payload} B, {subs} | {} | {:.0} ({lo:.0}–{hi:.0}) |", cells.join(" | "), median(&probes));
+        println!(
+            "| {batch}, {payload} B, {subs} | {} | {:.0} ({lo:.0}–{hi:.0}) |",
+            cells.join(" | "),
+            median(&probes)
+        );
     }
     println!("\n### Same runs: commit latency p50 / p99 (ms)\n");
     header("batch, payload, subscribers");
     for (name, batch, payload, subs) in commit_configs() {
         let cells: Vec<String> = es
             .iter()
-            .map(|e| format!("{} / {}", f_ms(c.med(&name, e, "commit_p50_ms")), f_ms(c.med(&name, e, "commit_p99_ms"))))
+            .map(|e| {
+                format!(
+                    "{} / {}",
+                    f_ms(c.med(&name, e, "commit_p50_ms")),
+                    f_ms(c.med(&name, e, "commit_p99_ms"))
+                )
+            })
             .collect();
         println!("| {batch}, {payload} B, {subs} | {} |", cells.join(" | "));
     }
@@ -759,7 +882,7 @@ fn print_tables(plan: &Plan, c: &Collected, locks: &[(String, String)]) {
             plan.steady_msgs, plan.steady_batch
         );
         header("");
-        let rows: [(&str, &str, fn(f64) -> String); 12] = [
+        let rows: [Row; 12] = [
             ("messages/s", "msgs_per_s", f_rate),
             ("commit p50 (ms)", "commit_p50_ms", f_ms),
             ("commit p99 (ms)", "commit_p99_ms", f_ms),
@@ -784,17 +907,52 @@ fn print_tables(plan: &Plan, c: &Collected, locks: &[(String, String)]) {
         plan.recov_msgs
     );
     header("");
-    let rows: [(&str, &str, &str, fn(f64) -> String); 10] = [
+    let rows: [ScRow; 10] = [
         ("store size (MiB)", "recovery-clean", "disk_mib", f_mib),
         ("after clean close: open", "recovery-clean", "open_ms", f_ms),
-        ("after clean close: full scan", "recovery-clean", "scan_ms", f_ms),
-        ("after clean close: open + scan", "recovery-clean", "total_ms", f_ms),
-        ("after SIGKILL: open (incl. repair/replay)", "recovery-kill", "open_ms", f_ms),
+        (
+            "after clean close: full scan",
+            "recovery-clean",
+            "scan_ms",
+            f_ms,
+        ),
+        (
+            "after clean close: open + scan",
+            "recovery-clean",
+            "total_ms",
+            f_ms,
+        ),
+        (
+            "after SIGKILL: open (incl. repair/replay)",
+            "recovery-kill",
+            "open_ms",
+            f_ms,
+        ),
         ("after SIGKILL: full scan", "recovery-kill", "scan_ms", f_ms),
-        ("after SIGKILL: open + scan", "recovery-kill", "total_ms", f_ms),
-        ("after SIGKILL: peak RSS of the reopen (MiB)", "recovery-kill", "rss_hwm_mib", f_mib),
-        ("after clean close: one session's range scan, warm", "recovery-clean", "session_scan_ms", f_ms),
-        ("after SIGKILL: store size (MiB)", "recovery-kill", "disk_mib", f_mib),
+        (
+            "after SIGKILL: open + scan",
+            "recovery-kill",
+            "total_ms",
+            f_ms,
+        ),
+        (
+            "after SIGKILL: peak RSS of the reopen (MiB)",
+            "recovery-kill",
+            "rss_hwm_mib",
+            f_mib,
+        ),
+        (
+            "after clean close: one session's range scan, warm",
+            "recovery-clean",
+            "session_scan_ms",
+            f_ms,
+        ),
+        (
+            "after SIGKILL: store size (MiB)",
+            "recovery-kill",
+            "disk_mib",
+            f_mib,
+        ),
     ];
     for (label, sc, key, f) in rows {
         let cells: Vec<String> = es.iter().map(|e| c.cell(sc, e, key, f)).collect();
@@ -805,7 +963,13 @@ fn print_tables(plan: &Plan, c: &Collected, locks: &[(String, String)]) {
     header("");
     let cells: Vec<String> = es
         .iter()
-        .map(|e| format!("{} / {}", f_int(c.med("crash", e, "pass")), f_int(c.med("crash", e, "runs"))))
+        .map(|e| {
+            format!(
+                "{} / {}",
+                f_int(c.med("crash", e, "pass")),
+                f_int(c.med("crash", e, "runs"))
+            )
+        })
         .collect();
     println!("| runs passed | {} |", cells.join(" | "));
 
@@ -826,8 +990,8 @@ fn main() {
 fn usage() -> Res<()> {
     Err("usage: store-compare all [--quick] [--reps N] [--engines a,b]\n\
          | fsync N | commit ENGINE BATCH PAYLOAD SUBS SECS MAX_MSGS | steady ENGINE BATCH PAYLOAD MSGS\n\
-         | crash ENGINE RUNS | lock ENGINE\n\
-         (engines: redb, redb-qr, fjall, fjall-small, canopydb)"
+         | recovery ENGINE clean|kill [MSGS] | crash ENGINE RUNS | lock ENGINE\n\
+         (engines: redb, redb-qr, fjall, fjall-small, canopydb; also redb-c32)"
         .into())
 }
 
@@ -861,7 +1025,12 @@ fn run() -> Res<()> {
                         i += 1;
                     }
                     "--engines" => {
-                        plan.engines = a.get(i + 1).ok_or("--engines needs a list")?.split(',').map(String::from).collect();
+                        plan.engines = a
+                            .get(i + 1)
+                            .ok_or("--engines needs a list")?
+                            .split(',')
+                            .map(String::from)
+                            .collect();
                         i += 1;
                     }
                     other => return Err(format!("unknown option {other}").into()),
@@ -871,9 +1040,36 @@ fn run() -> Res<()> {
             cmd_all(&plan)
         }
         "fsync" => cmd_fsync(arg(&a, 1, "n").unwrap_or(1000)),
-        "commit" => cmd_commit(&a[1], arg(&a, 2, "batch")?, arg(&a, 3, "payload")?, arg(&a, 4, "subs")?, arg(&a, 5, "secs")?, arg(&a, 6, "max_msgs")?),
-        "steady" => cmd_steady(&a[1], arg(&a, 2, "batch")?, arg(&a, 3, "payload")?, arg(&a, 4, "msgs")?),
-        "recov-write" => cmd_recov_write(&a[1], Path::new(&a[2]), arg(&a, 3, "msgs")?, a.get(4).map(|s| s == "kill").unwrap_or(false)),
+        "commit" => cmd_commit(
+            &a[1],
+            arg(&a, 2, "batch")?,
+            arg(&a, 3, "payload")?,
+            arg(&a, 4, "subs")?,
+            arg(&a, 5, "secs")?,
+            arg(&a, 6, "max_msgs")?,
+        ),
+        "steady" => cmd_steady(
+            &a[1],
+            arg(&a, 2, "batch")?,
+            arg(&a, 3, "payload")?,
+            arg(&a, 4, "msgs")?,
+        ),
+        "recov-write" => cmd_recov_write(
+            &a[1],
+            Path::new(&a[2]),
+            arg(&a, 3, "msgs")?,
+            a.get(4).map(|s| s == "kill").unwrap_or(false),
+        ),
+        "recovery" => {
+            let m = recovery_once(
+                &a[1],
+                a.get(2).map(|s| s == "kill").unwrap_or(false),
+                arg(&a, 3, "msgs").unwrap_or(100_000),
+            )?;
+            let kv: Vec<(&str, f64)> = m.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            result_line(&kv);
+            Ok(())
+        }
         "recov-open" => cmd_recov_open(&a[1], Path::new(&a[2]), arg(&a, 3, "expect")?),
         "crash-child" => cmd_crash_child(&a[1], Path::new(&a[2])),
         "crash" => cmd_crash(&a[1], arg(&a, 2, "runs")?),

@@ -39,7 +39,12 @@ fn xorshift(mut x: u64) -> u64 {
 impl Workload {
     pub fn topic(id: u64) -> String {
         // ~30 bytes: "site/plant-07/line-12/sensor-0345"
-        format!("site/plant-{:02}/line-{:02}/sensor-{:04}", id % 13, id % 17, id % 9973)
+        format!(
+            "site/plant-{:02}/line-{:02}/sensor-{:04}",
+            id % 13,
+            id % 17,
+            id % 9973
+        )
     }
 
     pub fn msg_value(&self, id: u64) -> Vec<u8> {
@@ -68,7 +73,11 @@ impl Workload {
     /// Messages `first .. first + n`: one message record and `subs` queue entries each.
     pub fn insert(&self, first: u64, n: u64, ops: &mut Vec<Op>) {
         for id in first..first + n {
-            ops.push(Op { space: Space::Msgs, key: msg_key(id), value: Some(self.msg_value(id)) });
+            ops.push(Op {
+                space: Space::Msgs,
+                key: msg_key(id),
+                value: Some(self.msg_value(id)),
+            });
             for s in 0..self.subs {
                 ops.push(Op {
                     space: Space::Queue,
@@ -84,9 +93,17 @@ impl Workload {
     pub fn delete(&self, first: u64, n: u64, ops: &mut Vec<Op>) {
         for id in first..first + n {
             for s in 0..self.subs {
-                ops.push(Op { space: Space::Queue, key: queue_key(FIRST_SESSION + s, id), value: None });
+                ops.push(Op {
+                    space: Space::Queue,
+                    key: queue_key(FIRST_SESSION + s, id),
+                    value: None,
+                });
             }
-            ops.push(Op { space: Space::Msgs, key: msg_key(id), value: None });
+            ops.push(Op {
+                space: Space::Msgs,
+                key: msg_key(id),
+                value: None,
+            });
         }
     }
 }
