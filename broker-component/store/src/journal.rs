@@ -16,13 +16,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use musqratt_core::persist::{self, Op, Ticket};
 
-use crate::engine::{Change, Engine, Table};
-use crate::record::{self, StoredEntry, StoredMessage, StoredSession};
+use crate::engine::{Change, Engine};
+use crate::translate::{Batch, Translator};
 
 /// `storage.fsync` (docs/storage.md "What each fsync mode risks").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,12 +47,8 @@ impl Fsync {
         }
     }
 }
-/// A batch stops gathering when no op came for this long...
-const GATHER_GAP: Duration = Duration::from_micros(100);
-/// ...or this long after its first op.
-const GATHER_MAX: Duration = Duration::from_millis(1);
 /// The most ops one commit takes (bounds a batch's memory; the rest go in the next).
-const MAX_BATCH_OPS: usize = 65_536;
+pub(crate) const MAX_BATCH_OPS: usize = 65_536;
 
 /// Called after each commit with the new durable ticket (wakes the workers).
 pub type Notify = Box<dyn Fn(Ticket) + Send + Sync>;
@@ -74,7 +70,7 @@ struct Shared {
 }
 
 /// What the commit thread receives.
-enum Cmd {
+pub(crate) enum Cmd {
     Op(Ticket, Op),
     /// Commit everything before this, flush, answer, and stop.
     Close(Sender<()>),
@@ -84,7 +80,7 @@ enum Cmd {
 pub struct Journal {
     tx: Sender<Cmd>,
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Journal {
@@ -106,24 +102,22 @@ impl Journal {
         let mut committer = Committer {
             engine,
             fsync,
-            refs,
             shared: Arc::clone(&shared),
             notify,
             done: BTreeSet::new(),
-            clock: (Instant::now(), SystemTime::now()),
             last_sync: Instant::now(),
             unsynced: false,
-            failures_logged: 0,
             stats: (0, 0, 0, Duration::ZERO),
             stats_since: Instant::now(),
         };
-        let thread = std::thread::Builder::new()
+        let translator = Translator::new(refs);
+        let threads = vec![std::thread::Builder::new()
             .name("store".into())
-            .spawn(move || committer.run(rx))?;
+            .spawn(move || committer.run(translator, rx))?];
         Ok(Journal {
             tx,
             shared,
-            thread: Mutex::new(Some(thread)),
+            threads: Mutex::new(threads),
         })
     }
 
@@ -147,8 +141,12 @@ impl Journal {
         if self.tx.send(Cmd::Close(ack_tx)).is_ok() {
             let _ = ack_rx.recv();
         }
-        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(t) = thread {
+        let threads = self
+            .threads
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for t in threads {
             let _ = t.join();
         }
     }
@@ -177,76 +175,17 @@ impl persist::Journal for Journal {
     }
 }
 
-/// One commit's changes, with the changes to one key folded: a key written and deleted in
-/// the same batch, which did not exist before it, is not written at all. That is the common
-/// case for a subscriber that keeps up: its acknowledgements arrive while the previous commit
-/// runs, in the same batch as the messages they acknowledge, so a delivered message costs the
-/// disk nothing (docs/storage.md "Group commit").
-#[derive(Default)]
-struct Batch {
-    changes: Vec<Option<Change>>,
-    /// Per key changed in this batch: where its change is, and whether this batch created it.
-    index: HashMap<(Table, Vec<u8>), (usize, bool)>,
-}
-
-impl Batch {
-    fn clear(&mut self) {
-        self.changes.clear();
-        self.index.clear();
-    }
-
-    /// `create`: the key cannot exist before this batch (a fresh id).
-    fn put(&mut self, t: Table, k: Vec<u8>, v: Vec<u8>, create: bool) {
-        if let Some(&(i, _)) = self.index.get(&(t, k.clone())) {
-            self.changes[i] = Some(Change::Put(t, k, v));
-            return;
-        }
-        self.index
-            .insert((t, k.clone()), (self.changes.len(), create));
-        self.changes.push(Some(Change::Put(t, k, v)));
-    }
-
-    fn delete(&mut self, t: Table, k: Vec<u8>) {
-        match self.index.remove(&(t, k.clone())) {
-            Some((i, true)) => self.changes[i] = None,
-            Some((i, false)) => {
-                self.changes[i] = Some(Change::Delete(t, k.clone()));
-                self.index.insert((t, k), (i, false));
-            }
-            None => {
-                self.index
-                    .insert((t, k.clone()), (self.changes.len(), false));
-                self.changes.push(Some(Change::Delete(t, k)));
-            }
-        }
-    }
-
-    fn delete_prefix(&mut self, t: Table, prefix: Vec<u8>) {
-        // Later changes to these keys must come after the range delete: forget their slots.
-        self.index
-            .retain(|(table, k), _| *table != t || !k.starts_with(&prefix));
-        self.changes.push(Some(Change::DeletePrefix(t, prefix)));
-    }
-
-    fn take(&mut self) -> Vec<Change> {
-        self.changes.drain(..).flatten().collect()
-    }
-}
-
+/// The second half of the group commit (thread `store`): commits each batch, advances the
+/// durable ticket, wakes the workers.
 struct Committer {
     engine: Box<dyn Engine>,
     fsync: Fsync,
-    /// Live references (queue entries, retained, held) per stored message.
-    refs: HashMap<u64, u32>,
     shared: Arc<Shared>,
     notify: Notify,
     /// Committed tickets above the durable one (arrived out of order).
     done: BTreeSet<Ticket>,
-    /// An `Instant` and the wall-clock time it was: message deadlines are stored as the latter.
-    clock: (Instant, SystemTime),
     last_sync: Instant,
     unsynced: bool,
-    failures_logged: u64,
     /// Commits, ops, changes written and time spent committing since `stats_since`: logged at
     /// debug level every few seconds (how big the group commits are, what one costs).
     stats: (u64, u64, u64, Duration),
@@ -254,11 +193,12 @@ struct Committer {
 }
 
 impl Committer {
-    fn run(&mut self, rx: Receiver<Cmd>) {
+    /// Blocks for the first op, takes everything queued behind it, commits it as one batch;
+    /// until `Close` (or every sender is gone).
+    fn run(&mut self, mut translator: Translator, rx: Receiver<Cmd>) {
         let mut tickets = Vec::new();
-        let mut changes = Batch::default();
-        let mut closing = None;
-        while closing.is_none() {
+        let mut batch = Batch::default();
+        loop {
             let first = if self.unsynced {
                 match rx.recv_timeout(self.fsync.sync_every()) {
                     Ok(cmd) => cmd,
@@ -275,39 +215,18 @@ impl Committer {
                 }
             };
             tickets.clear();
-            changes.clear();
-            let mut next = Some(first);
-            let gather_until = Instant::now() + GATHER_MAX;
-            while let Some(cmd) = next.take() {
-                match cmd {
-                    Cmd::Op(t, op) => self.translate((t, op), &mut tickets, &mut changes),
-                    Cmd::Close(ack) => {
-                        closing = Some(ack);
-                        break;
-                    }
-                }
-                if tickets.len() < MAX_BATCH_OPS {
-                    next = rx.try_recv().ok().or_else(|| {
-                        // Gather the rest of a wave: the acknowledgements of the last commit
-                        // bring the next messages over a few hundred microseconds; one commit
-                        // for all of them, not one for its first few and one for the rest.
-                        let left = gather_until.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            return None;
-                        }
-                        rx.recv_timeout(GATHER_GAP.min(left)).ok()
-                    });
-                }
-            }
+            let closing = translator.take_queued(first, &rx, &mut tickets, &mut batch);
             if !tickets.is_empty() {
-                let batch = changes.take();
-                self.commit(&tickets, &batch);
+                let changes = batch.take();
+                self.commit(&tickets, &changes);
+            }
+            if let Some(ack) = closing {
+                self.sync_if_due(true);
+                let _ = ack.send(());
+                return;
             }
         }
         self.sync_if_due(true);
-        if let Some(ack) = closing {
-            let _ = ack.send(());
-        }
     }
 
     fn commit(&mut self, tickets: &[Ticket], changes: &[Change]) {
@@ -325,7 +244,6 @@ impl Committer {
             Err(e) => {
                 // Not acknowledged: the workers close the connections waiting for these
                 // tickets, so their publishers resend (docs/storage.md "When the disk fails").
-                self.failures_logged += 1;
                 tracing::error!(
                     ops = tickets.len(),
                     "store: commit failed, nothing in it is acknowledged: {e}"
@@ -341,11 +259,21 @@ impl Committer {
                 }
             }
         }
-        self.done.extend(tickets.iter().copied());
+        // Tickets come almost in order: advance over the contiguous run, and keep only the
+        // few that overtook a missing one.
         let mut durable = self.shared.durable.load(Ordering::Acquire);
-        while self.done.first() == Some(&(durable + 1)) {
-            self.done.pop_first();
-            durable += 1;
+        let mut sorted = tickets.to_vec();
+        sorted.sort_unstable();
+        for t in sorted {
+            if t == durable + 1 {
+                durable = t;
+                while self.done.first() == Some(&(durable + 1)) {
+                    self.done.pop_first();
+                    durable += 1;
+                }
+            } else {
+                self.done.insert(t);
+            }
         }
         self.shared.durable.store(durable, Ordering::Release);
         (self.notify)(durable);
@@ -379,156 +307,5 @@ impl Committer {
         }
         self.unsynced = false;
         self.last_sync = Instant::now();
-    }
-
-    fn wall_ms(&self, at: Instant) -> u64 {
-        let wall = if at >= self.clock.0 {
-            self.clock.1 + (at - self.clock.0)
-        } else {
-            self.clock.1 - (self.clock.0 - at)
-        };
-        wall.duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(1)
-            .max(1)
-    }
-
-    fn add_ref(&mut self, msg: u64) {
-        *self.refs.entry(msg).or_insert(0) += 1;
-    }
-
-    fn drop_ref(&mut self, msg: u64, changes: &mut Batch) {
-        if let Some(n) = self.refs.get_mut(&msg) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.refs.remove(&msg);
-                changes.delete(Table::Messages, msg.to_be_bytes().to_vec());
-            }
-        }
-    }
-
-    fn translate(
-        &mut self,
-        (ticket, op): (Ticket, Op),
-        tickets: &mut Vec<Ticket>,
-        changes: &mut Batch,
-    ) {
-        tickets.push(ticket);
-        match op {
-            Op::SessionPut {
-                client,
-                expiry_interval,
-                expires_at,
-                subscriptions,
-            } => {
-                let v = record::encode_session(&StoredSession {
-                    expiry_interval,
-                    expires_at_ms: expires_at.map_or(0, |t| self.wall_ms(t)),
-                    subscriptions,
-                });
-                changes.put(Table::Sessions, client.as_bytes().to_vec(), v, false);
-            }
-            Op::SessionDelete { client, msgs } => {
-                changes.delete(Table::Sessions, client.as_bytes().to_vec());
-                let prefix = record::name_prefix(&client);
-                changes.delete_prefix(Table::Queue, prefix.clone());
-                changes.delete_prefix(Table::IncomingQos2, prefix);
-                for m in msgs {
-                    self.drop_ref(m, changes);
-                }
-            }
-            Op::MessagePut { id, msg } => {
-                self.refs.entry(id).or_insert(0);
-                let stored = StoredMessage {
-                    publish: msg.to_publish(),
-                    publisher: msg.publisher,
-                    expires_at_ms: msg.expires_at.map_or(0, |t| self.wall_ms(t)),
-                };
-                let v = record::encode_message(&stored);
-                changes.put(Table::Messages, id.to_be_bytes().to_vec(), v, true);
-            }
-            Op::QueuePut {
-                client,
-                entry,
-                msg,
-                qos,
-                retain,
-                sub_ids,
-            } => {
-                self.add_ref(msg);
-                let v = record::encode_entry(&StoredEntry {
-                    msg,
-                    qos,
-                    retain,
-                    sent: None,
-                    sub_ids,
-                });
-                changes.put(Table::Queue, record::name_key(&client, entry), v, true);
-            }
-            Op::QueueSent {
-                client,
-                entry,
-                msg,
-                qos,
-                retain,
-                sub_ids,
-                packet_id,
-                state,
-            } => {
-                let v = record::encode_entry(&StoredEntry {
-                    msg,
-                    qos,
-                    retain,
-                    sent: Some((packet_id, state)),
-                    sub_ids,
-                });
-                changes.put(Table::Queue, record::name_key(&client, entry), v, false);
-            }
-            Op::QueueDelete { client, entry, msg } => {
-                changes.delete(Table::Queue, record::name_key(&client, entry));
-                self.drop_ref(msg, changes);
-            }
-            // A packet id can be reused after its PUBREL: not a fresh key, never folded away.
-            Op::IncomingQos2Put { client, packet_id } => changes.put(
-                Table::IncomingQos2,
-                record::name_key(&client, u64::from(packet_id)),
-                Vec::new(),
-                false,
-            ),
-            Op::IncomingQos2Delete { client, packet_id } => changes.delete(
-                Table::IncomingQos2,
-                record::name_key(&client, u64::from(packet_id)),
-            ),
-            Op::RetainedPut { topic, msg, old } => {
-                self.add_ref(msg);
-                changes.put(
-                    Table::Retained,
-                    topic.into_bytes(),
-                    record::encode_ref(msg),
-                    false,
-                );
-                if let Some(old) = old {
-                    self.drop_ref(old, changes);
-                }
-            }
-            Op::RetainedDelete { topic, msg } => {
-                changes.delete(Table::Retained, topic.into_bytes());
-                self.drop_ref(msg, changes);
-            }
-            Op::HeldPut { topic, entry, msg } => {
-                self.add_ref(msg);
-                // Hold seqs restart after a restart beyond the recovered ones only: not fresh.
-                changes.put(
-                    Table::Held,
-                    record::name_key(&topic, entry),
-                    record::encode_ref(msg),
-                    false,
-                );
-            }
-            Op::HeldDelete { topic, entry, msg } => {
-                changes.delete(Table::Held, record::name_key(&topic, entry));
-                self.drop_ref(msg, changes);
-            }
-        }
     }
 }

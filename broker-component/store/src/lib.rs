@@ -7,7 +7,8 @@
 //!
 //! - [`record`]: the byte layout of keys and values;
 //! - [`engine`]: what the journal needs of an engine; [`redb_engine`]: the one we use;
-//! - [`journal`]: the group-commit thread (implements the core's `Journal`);
+//! - [`journal`]: the group-commit thread (implements the core's `Journal`); `translate.rs`
+//!   turns its ops into a batch of engine changes;
 //! - [`recover`]: reading the store back into the core's `Restored` state.
 //!
 //! `--in-memory` uses no store at all (the broker runs with no journal).
@@ -18,6 +19,7 @@ pub mod journal;
 pub mod record;
 pub mod recover;
 pub mod redb_engine;
+mod translate;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};

@@ -7,6 +7,9 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 
 use crate::engine::{Change, Engine, EngineError, Table};
 
+/// redb's page cache.
+const CACHE_BYTES: usize = 32 << 20;
+
 type BytesTable<'txn> = redb::Table<'txn, &'static [u8], &'static [u8]>;
 
 fn def(t: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -37,7 +40,12 @@ pub struct RedbEngine {
 impl RedbEngine {
     /// Opens (or creates) the store file and its tables.
     pub fn open(path: &Path) -> Result<RedbEngine, EngineError> {
-        let db = Database::create(path).map_err(|e| err(&path.display().to_string(), e))?;
+        // redb's cache defaults to 1 GiB, and the check after an unclean stop fills it with the
+        // whole file: bounded here (docs/storage.md "How the store uses redb").
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| err(&path.display().to_string(), e))?;
         let engine = RedbEngine {
             db,
             path: path.to_owned(),
