@@ -52,6 +52,12 @@ impl Worker {
                 self.fail(slot, now);
                 continue;
             }
+            if released.is_ok() && c.read_paused && !c.out_full() {
+                // Reading stopped while output was held (`out_full` counts it); no WRITABLE edge
+                // may come for bytes that went straight out: read again next loop iteration.
+                c.read_paused = false;
+                self.unfinished.push((slot, serial));
+            }
             match released {
                 Err(e) => {
                     tracing::debug!("write error: {e}");
