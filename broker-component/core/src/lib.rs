@@ -26,7 +26,10 @@
 //! - `deliver`: moving a session's queue onto the wire (packet ids, inflight
 //!   window, topic aliases, maximum packet size);
 //! - [`flow`]: when a subscriber's backlog may pause publishers, and its overflow;
-//! - [`session`], [`message`], `topic_tree`, `retained`, `hold`, [`metrics`], `sys`.
+//! - [`session`], [`message`], `topic_tree`, `retained`, `hold`, [`metrics`], `sys`;
+//! - [`persist`]: the durable changes recorded into a [`persist::Journal`] (the transport holds
+//!   the output that acknowledges them until they are durable); [`restore`]: start-up from
+//!   what the store kept (docs/storage.md).
 #![forbid(unsafe_code)]
 
 pub mod broker;
