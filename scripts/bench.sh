@@ -308,8 +308,10 @@ fi
 if wanted fan-in-q1-durable; then
     for round in $(seq "$ROUNDS"); do
         for broker in mosquitto-persist musqratt-durable musqratt; do
+            # --persistent: the subscriber's session outlives its connection, so its queue is
+            # what a durable broker must store (a clean session's is not stored at all).
             run fan-in-q1-durable "$round" "$broker" fan-in --qos 1 --publishers 8 --inflight 64 \
-                --duration "$SECS"
+                --persistent --duration "$SECS"
         done
     done
 fi
