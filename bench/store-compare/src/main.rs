@@ -86,7 +86,7 @@ fn files_under(p: &Path, out: &mut Vec<PathBuf>) {
 /// rest of the machine's cache is left alone), so that a reopen reads from the disk.
 ///
 /// GNU dd's `iflag=nocache` with `count=0` is `posix_fadvise(POSIX_FADV_DONTNEED)` over the whole
-/// file: the same call without an `unsafe` block in this crate.
+/// file: the same call, made by a program instead of FFI from this crate.
 fn evict_from_page_cache(p: &Path) {
     let mut files = Vec::new();
     files_under(p, &mut files);

@@ -42,7 +42,7 @@ fn netns_sh_run(args: &[&str]) -> std::process::Output {
     )
 }
 
-/// Effective uid 0, read from /proc (no libc call, so no unsafe in a test).
+/// Effective uid 0, read from /proc (no libc call, so no FFI in a test).
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
