@@ -30,7 +30,7 @@ impl Connection {
         while let Some(front) = s.queue.front() {
             if front.msg.is_expired(now) {
                 if let Some(o) = s.pop_queued() {
-                    broker.persist_unqueued(s, &o, out);
+                    broker.persist_unqueued(s, &o);
                 }
                 continue;
             }
@@ -57,7 +57,7 @@ impl Connection {
                 broker.persist_sent(s, &inflight, out);
                 s.inflight.push_back(inflight);
             } else {
-                broker.persist_unqueued(s, &o, out);
+                broker.persist_unqueued(s, &o);
             }
         }
         let moved = queued_before.saturating_sub(s.queue.len());
@@ -97,7 +97,7 @@ impl Connection {
             if keep {
                 i += 1;
             } else if let Some(gone) = s.inflight.remove(i) {
-                broker.persist_unqueued(s, &gone.out, out);
+                broker.persist_unqueued(s, &gone.out);
             }
         }
     }

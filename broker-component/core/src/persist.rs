@@ -224,7 +224,7 @@ impl Broker {
     /// `record_quietly`): lost in a crash, a QoS 1 message is delivered once more, and a QoS 2
     /// one whose PUBCOMP came gets its PUBREL again, which the client answers without
     /// delivering anything.
-    pub(crate) fn persist_unqueued(&self, s: &Session, o: &Outgoing, out: &mut Output) {
+    pub(crate) fn persist_unqueued(&self, s: &Session, o: &Outgoing) {
         if o.entry == 0 {
             return;
         }
@@ -233,7 +233,6 @@ impl Broker {
             entry: o.entry,
             msg: o.msg.durable_id.load(Ordering::Acquire),
         };
-        let _ = out;
         self.record_quietly(op);
     }
 

@@ -90,13 +90,12 @@ impl Journal {
         engine: Box<dyn Engine>,
         fsync: Fsync,
         refs: HashMap<u64, u32>,
-        first_ticket: Ticket,
         notify: Notify,
     ) -> std::io::Result<Journal> {
         let (tx, rx) = crossbeam_channel::unbounded::<Cmd>();
         let shared = Arc::new(Shared {
-            next: AtomicU64::new(first_ticket),
-            durable: AtomicU64::new(first_ticket),
+            next: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
             failed: Mutex::new(Vec::new()),
         });
         let mut committer = Committer {

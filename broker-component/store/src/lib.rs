@@ -125,7 +125,7 @@ pub fn open(dir: &Path, fsync: Fsync, notify: Notify) -> Result<Opened, OpenErro
             .commit(&recovered.cleanup, true)
             .map_err(|e| OpenError::Engine(path.clone(), e))?;
     }
-    let journal = Journal::start(Box::new(engine), fsync, recovered.refs, 0, notify)
+    let journal = Journal::start(Box::new(engine), fsync, recovered.refs, notify)
         .map_err(|e| OpenError::Io(path.clone(), e))?;
     Ok(Opened {
         store: Store {

@@ -6,7 +6,7 @@
 //! the codec's validation is then also what checks a message read back from disk. Anything
 //! that does not decode is reported as [`Corrupt`] and skipped by recovery, never trusted.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use musqratt_codec::{
     decode, encode, Packet, ProtocolVersion, Publish, QoS, RetainHandling, SubscriptionOptions,
 };
@@ -273,14 +273,10 @@ fn get_str(r: &mut &[u8]) -> Option<String> {
     Some(s)
 }
 
-/// Payload bytes of a decoded message (cheap: `Bytes` is shared).
-pub fn payload(m: &StoredMessage) -> Bytes {
-    m.publish.payload.clone()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use musqratt_codec::Properties;
 
     #[test]

@@ -1,7 +1,7 @@
 //! The embedded engine: redb, one file, copy-on-write B-trees with checksums and atomic
 //! commits (docs/storage.md "Choosing the engine").
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -34,7 +34,6 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 pub struct RedbEngine {
     db: Database,
-    path: PathBuf,
 }
 
 impl RedbEngine {
@@ -46,10 +45,7 @@ impl RedbEngine {
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(|e| err(&path.display().to_string(), e))?;
-        let engine = RedbEngine {
-            db,
-            path: path.to_owned(),
-        };
+        let engine = RedbEngine { db };
         let mut txn = engine.db.begin_write().map_err(|e| err("begin", e))?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| err("durability", e))?;
@@ -58,10 +54,6 @@ impl RedbEngine {
         }
         txn.commit().map_err(|e| err("commit", e))?;
         Ok(engine)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
