@@ -18,6 +18,11 @@ use musqratt_core::{Broker, Connection};
 
 /// Bound on `pending_out` before the connection's input is no longer read.
 const MAX_PENDING_OUT: usize = 256 * 1024;
+/// Bound on the events whose output waits for the store before the connection's input is no
+/// longer read. Held bytes are small (a PUBACK is 4 bytes) while what they acknowledge is not:
+/// this bounds the input a client can have on its way to the disk at once, to this many read
+/// events (each at most `MAX_READ_ROUNDS` × 64 KiB). A commit normally lands within one or two.
+const MAX_HELD_EVENTS: usize = 8;
 
 pub struct Conn {
     pub stream: TcpStream,
@@ -233,11 +238,13 @@ impl Conn {
         }
     }
 
-    /// Unsent bytes (waiting for the socket or for the store) beyond which reading pauses
-    /// (backpressure on the sender).
+    /// Unsent bytes (waiting for the socket or for the store), or events held for the store,
+    /// beyond which reading pauses (backpressure on the sender).
     pub fn out_full(&self) -> bool {
         self.pending_out.as_ref().is_some_and(|o| {
-            o.bytes.len() + o.held.iter().map(|(_, b)| b.len()).sum::<usize>() >= MAX_PENDING_OUT
+            o.held.len() >= MAX_HELD_EVENTS
+                || o.bytes.len() + o.held.iter().map(|(_, b)| b.len()).sum::<usize>()
+                    >= MAX_PENDING_OUT
         })
     }
 

@@ -415,11 +415,11 @@ impl Worker {
         // Output that acknowledges something the journal has not made durable yet waits for
         // it, and so does everything this connection sends after it (order is the protocol's).
         let need = std::mem::take(&mut self.out.durable_after);
-        let durable = self
-            .broker
-            .journal
-            .as_ref()
-            .map_or(u64::MAX, |j| j.durable());
+        // `need` is 0 without a store, or when the event recorded nothing: no atomic load then.
+        let durable = match &self.broker.journal {
+            Some(j) if need != 0 || c.is_holding() => j.durable(),
+            _ => u64::MAX,
+        };
         let sent = if c.is_holding() || need > durable {
             c.hold(need, &mut self.out.transmit);
             let serial = c.core.conn_ref().serial;
