@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 
 use musqratt_codec::{topic, Will};
 
+use crate::budget::{Charge, LimitLog, MemoryBudget};
 use crate::config::BrokerConfig;
 use crate::connection::{ConnRef, Output};
 use crate::hold::HoldQueues;
@@ -51,17 +52,26 @@ pub struct Broker {
     pub journal: Option<Arc<dyn crate::persist::Journal>>,
     /// Store ids of messages and queue entries.
     pub ids: crate::persist::Ids,
+    /// What messages may pin in memory (`limits.max_memory_mb`, budget.rs).
+    pub memory: Arc<MemoryBudget>,
+    /// Messages refused at the memory or disk budget: counted, logged once per interval.
+    pub limit_log: LimitLog,
 }
 
 impl Broker {
     pub fn new(config: BrokerConfig, now: Instant) -> Broker {
+        let memory = Arc::new(MemoryBudget::new(config.max_memory_bytes));
+        let mut hold = HoldQueues::default();
+        hold.charge = Charge::of(&memory);
+        let mut retained = RetainedStore::default();
+        retained.charge = Charge::of(&memory);
         Broker {
             config,
             metrics: Metrics::default(),
             sessions: Mutex::new(HashMap::new()),
             topics: ShardedLock::new(TopicTree::default()),
-            hold: Mutex::new(HoldQueues::default()),
-            retained: Mutex::new(RetainedStore::default()),
+            hold: Mutex::new(hold),
+            retained: Mutex::new(retained),
             timers: Mutex::new(BTreeMap::new()),
             next_session_id: AtomicU64::new(1),
             started: now,
@@ -69,6 +79,8 @@ impl Broker {
             next_hold_purge: Mutex::new(now),
             journal: None,
             ids: crate::persist::Ids::default(),
+            memory,
+            limit_log: LimitLog::default(),
         }
     }
 

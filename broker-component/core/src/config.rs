@@ -54,6 +54,11 @@ pub struct BrokerConfig {
     /// (a QoS 1/2 one evicting a queued QoS 0 first). An empty queue takes any
     /// message, so a session pins at most this plus one message.
     pub max_queued_bytes: usize,
+    /// Bytes that queued, held and retained messages may pin together, charged as
+    /// `max_queued_bytes` (budget.rs). `usize::MAX` = none. The runtime derives it from
+    /// `limits.max_memory_mb` less what the process needs besides messages. Beyond 90%
+    /// QoS 0 messages are refused, beyond 100% QoS 1/2 ones (v5 publishers get 0x97).
+    pub max_memory_bytes: usize,
     /// The transport's backstop: it resumes a publisher paused this long even
     /// if no resume came (a subscriber that stopped moving sends none).
     pub publisher_stall: Duration,
@@ -141,6 +146,7 @@ impl Default for BrokerConfig {
             max_subscriptions_per_client: 100_000,
             max_retained_bytes: 64 << 20,
             max_queued_bytes: usize::MAX,
+            max_memory_bytes: usize::MAX,
             topic_alias_maximum: 16,
             max_outbound_aliases: 16,
             max_outbound_alias_bytes: 8192,

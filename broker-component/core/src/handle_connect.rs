@@ -223,6 +223,7 @@ impl Connection {
             self.session_expiry,
         );
         session.conn = Some(self.conn_ref);
+        session.charge = crate::budget::Charge::of(&broker.memory);
         Arc::new(parking_lot::Mutex::new(session))
     }
 

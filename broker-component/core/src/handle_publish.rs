@@ -115,8 +115,25 @@ impl Connection {
         };
 
         let mut ack = PubAck::new(packet_id);
-        if self.version.is_v5() && routed == Routed::NoSubscribers {
-            ack.reason_code = ReasonCode::NO_MATCHING_SUBSCRIBERS;
+        if self.version.is_v5() {
+            match routed {
+                Routed::NoSubscribers => ack.reason_code = ReasonCode::NO_MATCHING_SUBSCRIBERS,
+                Routed::Refused => {
+                    // §3.4.2.1 / §3.5.2.1: a limit refused the message; a PUBREC with a
+                    // failure code ends the QoS 2 exchange, so its packet id is free again.
+                    // (3.1.1 has no way to say it: its publisher is acknowledged, and the
+                    // drop counted and logged as for any subscriber's.)
+                    ack.reason_code = ReasonCode::QUOTA_EXCEEDED;
+                    if qos == QoS::ExactlyOnce {
+                        if let Some(session) = &self.session {
+                            let mut s = session.lock();
+                            s.incoming_qos2.remove(&packet_id);
+                            broker.persist_incoming_qos2(&s, packet_id, false, out);
+                        }
+                    }
+                }
+                Routed::Delivered | Routed::Held => {}
+            }
         }
         match qos {
             QoS::AtMostOnce => {}

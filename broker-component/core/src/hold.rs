@@ -46,6 +46,8 @@ pub(crate) struct HoldQueues {
     topics: usize,
     messages: usize,
     bytes: usize,
+    /// The broker's memory budget, charged with `bytes` (budget.rs).
+    pub(crate) charge: crate::budget::Charge,
     next_seq: u64,
     /// Every held message by age: the broker-wide oldest comes first.
     order: BTreeMap<u64, Arc<str>>,
@@ -109,6 +111,7 @@ impl HoldQueues {
         self.order.insert(seq, topic);
         self.messages += 1;
         self.bytes += size;
+        self.charge.add(size);
         let per_topic_drops = dropped.len();
         for old in dropped {
             self.forget(&old);
@@ -285,6 +288,7 @@ impl HoldQueues {
         }
         self.messages -= 1;
         self.bytes -= h.size;
+        self.charge.sub(h.size);
     }
 }
 

@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod budget;
 pub mod config;
 pub mod connection;
 pub mod flow;

@@ -43,6 +43,11 @@ pub trait Journal: Send + Sync {
         let _ = ticket;
         false
     }
+    /// Whether the store is at its disk budget (`storage.max_disk_mb`): no new message may
+    /// be made durable until deletes bring it back under (route.rs refuses them).
+    fn full(&self) -> bool {
+        false
+    }
 }
 
 /// One change of durable state. Deletes name the message they referred to, so the store

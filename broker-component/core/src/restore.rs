@@ -101,6 +101,7 @@ impl Broker {
     fn restore_session(&mut self, rs: RestoredSession, now: Instant) {
         let id = self.new_session_id();
         let mut s = Session::new(id, Arc::clone(&rs.client), rs.expiry_interval);
+        s.charge = crate::budget::Charge::of(&self.memory);
         for (filter, rec) in &rs.subscriptions {
             s.subscriptions.insert(filter.clone(), *rec);
         }

@@ -24,6 +24,8 @@ pub(crate) struct RetainedStore {
     len: usize,
     /// Bytes charged to the stored messages (bounded by `limits.max_retained_mb`).
     bytes: usize,
+    /// The broker's memory budget, charged with `bytes` (budget.rs).
+    pub(crate) charge: crate::budget::Charge,
     /// Refused since the last log line.
     refusal_log: LogLimit,
 }
@@ -95,10 +97,14 @@ impl RetainedStore {
             .value
             .replace(Arc::clone(msg))
         {
-            Some(prev) => self.bytes -= charge(&prev),
+            Some(prev) => {
+                self.bytes -= charge(&prev);
+                self.charge.sub(charge(&prev));
+            }
             None => self.len += 1,
         }
         self.bytes += size;
+        self.charge.add(size);
         Retained::Stored
     }
 
@@ -107,6 +113,7 @@ impl RetainedStore {
         if let Some(m) = self.trie.remove(topic) {
             self.len -= 1;
             self.bytes -= charge(&m);
+            self.charge.sub(charge(&m));
         }
     }
 

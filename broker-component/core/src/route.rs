@@ -9,7 +9,9 @@ use musqratt_codec::QoS;
 use smallvec::SmallVec;
 
 use crate::broker::Broker;
+use crate::budget::LimitHit;
 use crate::connection::{ConnRef, Output};
+use crate::hold::held_size;
 use crate::message::Message;
 use crate::retained::Retained;
 use crate::session::{Outgoing, QueueLimit};
@@ -32,6 +34,9 @@ pub enum Routed {
     Held,
     /// Nothing matched and the message was not held (hold off, retained, `$` topic).
     NoSubscribers,
+    /// A limit refused it everywhere it was going: every matching session's queue, or the
+    /// hold, or (with no subscriber) the retained store. A v5 publisher gets 0x97.
+    Refused,
 }
 
 impl Broker {
@@ -48,8 +53,20 @@ impl Broker {
         out: &mut Output,
     ) -> Routed {
         self.metrics.messages_received.add(1);
+        let mut retain_refused = false;
         if msg.retain {
-            let max = self.config.max_retained_bytes;
+            // Over a broker-wide budget the store may only shrink (a replacement no larger
+            // than what it replaces, or a delete), as at `max_retained_mb`.
+            let max = match self.over_budget(held_size(&msg), msg.qos, !msg.payload.is_empty()) {
+                // The broker's own `$SYS` reports: a small fixed set, never refused.
+                _ if msg.topic.starts_with('$') => self.config.max_retained_bytes,
+                None => self.config.max_retained_bytes,
+                Some(hit) => {
+                    self.limit_log
+                        .note(hit, "retained message not retained", now);
+                    0
+                }
+            };
             let mut retained = self.retained.lock();
             let old = retained.durable_id_of(&msg.topic);
             let result = retained.set(&msg, max, now);
@@ -59,9 +76,30 @@ impl Broker {
                 // Still routed below: the publisher's message is delivered
                 // (and a QoS 1/2 one acknowledged as usual), only not kept.
                 self.metrics.retained_refused.add(1);
+                retain_refused = true;
             }
         }
-        self.route(msg, from, now, out)
+        match self.route(msg, from, now, out) {
+            Routed::NoSubscribers if retain_refused => Routed::Refused,
+            routed => routed,
+        }
+    }
+
+    /// Whether a broker-wide budget refuses keeping a message of `size` bytes at `qos`:
+    /// the memory budget, and for a message the store must keep (`durable`), the disk's.
+    pub(crate) fn over_budget(&self, size: usize, qos: QoS, durable: bool) -> Option<LimitHit> {
+        if !self.memory.admits(size, qos) {
+            Some(LimitHit::Memory)
+        } else if durable && self.store_full() {
+            Some(LimitHit::Disk)
+        } else {
+            None
+        }
+    }
+
+    /// The journal reports the store at `storage.max_disk_mb`.
+    pub(crate) fn store_full(&self) -> bool {
+        self.journal.as_ref().is_some_and(|j| j.full())
     }
 
     pub(crate) fn route(
@@ -99,28 +137,43 @@ impl Broker {
                     per_topic: self.config.hold_max_messages_per_topic,
                     total_bytes: self.config.hold_max_total_bytes,
                 };
+                let durable = self.journal.is_some() && msg.qos != QoS::AtMostOnce;
+                if let Some(hit) = self.over_budget(held_size(&msg), msg.qos, durable) {
+                    self.metrics.messages_dropped.add(1);
+                    self.limit_log.note(hit, "message not held", now);
+                    return Routed::Refused;
+                }
                 let mut hold = self.hold.lock();
                 let seq = hold.next_seq();
-                let durable = self.journal.is_some() && msg.qos != QoS::AtMostOnce;
-                let topic = durable.then(|| msg.topic.clone());
                 let dropped = hold.hold(Arc::clone(&msg), limits, now);
-                if let Some(topic) = topic {
-                    if hold.is_held(&topic, seq) {
-                        let id = self.persist_message(&msg, out);
-                        self.persist_held(topic, seq, id, out);
-                    }
+                // Beyond a hold limit the oldest held goes; the new one is refused only
+                // when it alone exceeds `max_total_mb` (or the topic may hold none).
+                let held = dropped == 0 || hold.is_held(&msg.topic, seq);
+                if durable && held {
+                    let id = self.persist_message(&msg, out);
+                    self.persist_held(msg.topic.clone(), seq, id, out);
                 }
                 self.persist_hold_changes(&mut hold, out);
                 drop(hold);
-                self.metrics.messages_held.add(1);
                 if dropped > 0 {
                     self.metrics.messages_dropped.add(dropped as u64);
                 }
+                if !held {
+                    return Routed::Refused;
+                }
+                self.metrics.messages_held.add(1);
                 return Routed::Held;
             }
             return Routed::NoSubscribers;
         }
         merge_overlapping(&mut targets);
+        // Sized once, only when a budget needs it.
+        let size = if self.memory.limited() {
+            held_size(&msg)
+        } else {
+            0
+        };
+        let (mut accepted, mut refused) = (0usize, 0usize);
         for t in targets {
             let retain = t.retain_as_published && msg.retain;
             let mut outgoing = Outgoing {
@@ -140,6 +193,29 @@ impl Broker {
                 self.metrics.messages_dropped.add(1);
                 s.note_dropped("queue full, oldest QoS 0 message dropped for a QoS 1/2 one");
             }
+            // Broker-wide budgets, for what the queue would keep (an offline session keeps
+            // no QoS 0): QoS 0 refused first (budget.rs), a QoS 1/2 message evicting this
+            // session's oldest QoS 0 before it is refused.
+            // (`$SYS` reports are exempt: a small fixed set, and what reports the limit.)
+            let kept = (s.conn.is_some() || outgoing.qos != QoS::AtMostOnce)
+                && !msg.topic.starts_with('$');
+            let mut hit = None;
+            if kept {
+                hit = self.over_budget(size, outgoing.qos, durable);
+                if hit == Some(LimitHit::Memory) && s.evict_qos0(outgoing.qos) {
+                    self.metrics.messages_dropped.add(1);
+                    s.note_dropped("memory budget, oldest QoS 0 message dropped for a QoS 1/2 one");
+                    hit = self.over_budget(size, outgoing.qos, durable);
+                }
+            }
+            if let Some(hit) = hit {
+                refused += 1;
+                self.metrics.messages_dropped.add(1);
+                self.limit_log
+                    .note(hit, "message not queued for a subscriber", now);
+                s.release_waiters_if_due(&self.config, now, &mut out.resumes);
+                continue;
+            }
             s.note_queued(outgoing.qos);
             let queued = s.enqueue(outgoing, limit);
             if durable && queued.is_ok() {
@@ -148,9 +224,13 @@ impl Broker {
                 }
             }
             match queued {
-                Ok(Some(conn)) => out.wakes.push(conn),
-                Ok(None) => {}
+                Ok(Some(conn)) => {
+                    accepted += 1;
+                    out.wakes.push(conn)
+                }
+                Ok(None) => accepted += 1,
                 Err(_) => {
+                    refused += 1;
                     self.metrics.messages_dropped.add(1);
                     s.note_dropped("queue full");
                 }
@@ -167,7 +247,11 @@ impl Broker {
                 }
             }
         }
-        Routed::Delivered
+        if refused > 0 && accepted == 0 {
+            Routed::Refused
+        } else {
+            Routed::Delivered
+        }
     }
 }
 

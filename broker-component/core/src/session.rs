@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use musqratt_codec::{QoS, SubscriptionOptions, Will};
 
+use crate::budget::Charge;
 use crate::config::BrokerConfig;
 use crate::connection::ConnRef;
 use crate::flow::FlowState;
@@ -115,6 +116,8 @@ pub struct Session {
     pub queue: VecDeque<Outgoing>,
     /// Bytes charged to `queue` (`queued_size`), bounded by `limits.max_queued_mb`.
     queued_bytes: usize,
+    /// The broker's memory budget, charged with `queued_bytes` (budget.rs; empty = none).
+    pub charge: Charge,
     /// In send order, for redelivery in order on reconnect (§4.6).
     pub inflight: VecDeque<Inflight>,
     next_packet_id: u16,
@@ -142,6 +145,7 @@ impl Session {
             subscriptions: HashMap::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
+            charge: Charge::default(),
             inflight: VecDeque::new(),
             next_packet_id: 1,
             incoming_qos2: HashSet::new(),
@@ -170,6 +174,7 @@ impl Session {
             return Err(QueueFull);
         }
         self.queued_bytes += size;
+        self.charge.add(size);
         self.queue.push_back(out);
         Ok(self.wake())
     }
@@ -191,7 +196,7 @@ impl Session {
     /// Takes the oldest queued message.
     pub fn pop_queued(&mut self) -> Option<Outgoing> {
         let o = self.queue.pop_front()?;
-        self.queued_bytes -= queued_size(&o);
+        self.uncharge(queued_size(&o));
         Some(o)
     }
 
@@ -200,7 +205,7 @@ impl Session {
         let Some(o) = self.queue.remove(i) else {
             return false;
         };
-        self.queued_bytes -= queued_size(&o);
+        self.uncharge(queued_size(&o));
         true
     }
 
@@ -236,7 +241,7 @@ impl Session {
     /// outside this session's lock (lock order: tree before session).
     pub fn end(&mut self) -> Vec<String> {
         self.queue.clear();
-        self.queued_bytes = 0;
+        self.uncharge(self.queued_bytes);
         self.inflight.clear();
         self.pending_will = None;
         self.expires_at = None;
@@ -246,7 +251,21 @@ impl Session {
     /// Drops QoS 0 messages when the client goes offline.
     pub fn drop_qos0(&mut self) {
         self.queue.retain(|o| o.qos != QoS::AtMostOnce);
-        self.queued_bytes = self.queue.iter().map(queued_size).sum();
+        let kept: usize = self.queue.iter().map(queued_size).sum();
+        self.uncharge(self.queued_bytes - kept);
+    }
+
+    fn uncharge(&mut self, size: usize) {
+        self.queued_bytes -= size;
+        self.charge.sub(size);
+    }
+}
+
+/// A session dropped with messages still queued (removed from the registry without `end`)
+/// gives their charge back, so the memory budget never leaks.
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.charge.sub(self.queued_bytes);
     }
 }
 

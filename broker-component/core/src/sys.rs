@@ -8,6 +8,7 @@ use bytes::Bytes;
 use musqratt_codec::QoS;
 
 use crate::broker::Broker;
+use crate::budget::LimitHit;
 use crate::connection::Output;
 use crate::message::Message;
 use crate::metrics::Counter;
@@ -47,6 +48,19 @@ impl Broker {
             (
                 "$SYS/broker/messages/retained/refused",
                 counter(&m.retained_refused),
+            ),
+            (
+                "$SYS/broker/messages/refused/memory",
+                self.limit_log.count(LimitHit::Memory).to_string(),
+            ),
+            (
+                "$SYS/broker/messages/refused/disk",
+                self.limit_log.count(LimitHit::Disk).to_string(),
+            ),
+            // Bytes messages pin against limits.max_memory_mb (0 without a budget).
+            (
+                "$SYS/broker/memory/messages/bytes",
+                self.memory.used().to_string(),
             ),
             ("$SYS/broker/bytes/received", counter(&m.bytes_received)),
             ("$SYS/broker/bytes/sent", counter(&m.bytes_sent)),

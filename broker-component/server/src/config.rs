@@ -29,6 +29,11 @@ pub struct Settings {
     pub in_memory: bool,
     /// `[storage] fsync` (docs/storage.md "What each fsync mode risks").
     pub fsync: musqratt_store::Fsync,
+    /// `[storage] max_disk_mb` (0 = no budget).
+    pub max_disk_mb: u64,
+    /// `[limits] max_memory_mb` (0 = no cap; server/src/memory.rs turns it into the core's
+    /// message budget).
+    pub max_memory_mb: usize,
     /// 0 = unlimited.
     pub max_connections: usize,
     /// `[workers] scheduling`: the workers' Linux scheduling policy (sched.rs).
@@ -47,6 +52,8 @@ impl Default for Settings {
             storage_dir: PathBuf::from("musqratt-data"),
             in_memory: false,
             fsync: musqratt_store::Fsync::Always,
+            max_disk_mb: 0,
+            max_memory_mb: 0,
             max_connections: 0,
             scheduling: Scheduling::default(),
             network: NetworkStack::Kernel,
@@ -347,11 +354,14 @@ impl Cx<'_> {
                         }
                     }
                 }
+                "max_disk_mb" => {
+                    s.max_disk_mb = self.int(k, v, "storage.max_disk_mb", 0..=1 << 30)? as u64
+                }
                 other => {
                     return Err(self.unknown(
                         k,
                         &format!("storage.{other}"),
-                        &["dir", "in_memory", "fsync"],
+                        &["dir", "in_memory", "fsync", "max_disk_mb"],
                     ))
                 }
             }
@@ -541,13 +551,17 @@ impl Cx<'_> {
                         self.int(k, v, "limits.max_topic_levels", 1..=i64::from(u16::MAX))? as usize
                 }
                 "max_memory_mb" => {
-                    if self.int(k, v, "limits.max_memory_mb", 0..=i64::from(u32::MAX))? != 0 {
-                        return Err(self.not_supported(
+                    // 0 = no cap; otherwise at least 16 MiB (the broker's own footprint).
+                    let mb = self.int(k, v, "limits.max_memory_mb", 0..=1 << 30)?;
+                    if mb != 0 && mb < 16 {
+                        return Err(self.at(
                             k,
+                            v,
                             "limits.max_memory_mb",
-                            "a global memory cap (max_memory_mb other than 0)",
+                            format_args!("expected 0 (no cap) or at least 16, found {mb}"),
                         ));
                     }
+                    s.max_memory_mb = mb as usize
                 }
                 "connect_timeout_secs" => {
                     // At least a second: the worker looks at deadlines once a second.

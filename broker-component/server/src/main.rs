@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod conn;
 mod inbox;
+mod memory;
 mod netstack;
 mod sched;
 mod server;

@@ -45,7 +45,18 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
         .register(&mut signals, SIGNALS, Interest::READABLE)
         .map_err(|e| format!("cannot register signals: {e}"))?;
 
-    let mut broker = Broker::new(settings.broker.clone(), Instant::now());
+    let mut config = settings.broker.clone();
+    // Measured after the store's recovery read what it keeps: that is start-up footprint.
+    config.max_memory_bytes =
+        crate::memory::message_budget(settings.max_memory_mb, crate::memory::rss_bytes())?;
+    if settings.max_memory_mb != 0 {
+        tracing::info!(
+            max_memory_mb = settings.max_memory_mb,
+            message_budget_mib = config.max_memory_bytes >> 20,
+            "memory cap: messages may pin the budget, the rest is kept for the process"
+        );
+    }
+    let mut broker = Broker::new(config, Instant::now());
     let journal = match store {
         Some((store, restored)) => {
             broker.restore(restored, Instant::now());
@@ -147,7 +158,15 @@ fn open_store(
         }
     });
     let dir = &settings.storage_dir;
-    let opened = musqratt_store::open(dir, settings.fsync, notify)
+    let options = musqratt_store::Options {
+        fsync: settings.fsync,
+        max_disk_bytes: match settings.max_disk_mb {
+            0 => u64::MAX,
+            mb => mb << 20,
+        },
+        cache_bytes: crate::memory::store_cache_bytes(settings.max_memory_mb),
+    };
+    let opened = musqratt_store::open(dir, options, notify)
         .map_err(|e| format!("cannot open the store: {e}"))?;
     let r = &opened.report;
     tracing::info!(

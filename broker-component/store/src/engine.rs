@@ -71,6 +71,13 @@ pub trait Engine: Send + 'static {
     /// Flushes every committed batch to stable storage (`fsync = "batch"`).
     fn sync(&mut self) -> Result<(), EngineError>;
 
+    /// Bytes the store's file takes on disk: cheap, and an upper bound on `used_bytes`.
+    fn file_bytes(&self) -> u64;
+
+    /// Bytes the store's live records take (pages in use): exact, and may cost a walk of
+    /// the engine's trees, so the journal asks only near the disk budget.
+    fn used_bytes(&mut self) -> Result<u64, EngineError>;
+
     /// Every record of `table` in key order. A record the engine itself finds damaged is
     /// reported through `damaged` and skipped, never returned.
     fn scan(

@@ -13,7 +13,7 @@
 //! ticket has been committed.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -65,6 +65,8 @@ pub enum Outcome {
 struct Shared {
     next: AtomicU64,
     durable: AtomicU64,
+    /// At the disk budget, or the last commit failed (persist::Journal::full).
+    full: AtomicBool,
     /// Ticket ranges (inclusive) whose batch failed; few, and pruned as workers catch up.
     failed: Mutex<Vec<(Ticket, Ticket)>>,
 }
@@ -89,6 +91,7 @@ impl Journal {
     pub fn start(
         engine: Box<dyn Engine>,
         fsync: Fsync,
+        max_disk_bytes: u64,
         refs: HashMap<u64, u32>,
         notify: Notify,
     ) -> std::io::Result<Journal> {
@@ -96,11 +99,17 @@ impl Journal {
         let shared = Arc::new(Shared {
             next: AtomicU64::new(0),
             durable: AtomicU64::new(0),
+            full: AtomicBool::new(false),
             failed: Mutex::new(Vec::new()),
         });
         let mut committer = Committer {
             engine,
             fsync,
+            disk: DiskBudget {
+                max: max_disk_bytes,
+                full: Full::No,
+                last_measured: None,
+            },
             shared: Arc::clone(&shared),
             notify,
             done: BTreeSet::new(),
@@ -110,6 +119,7 @@ impl Journal {
             stats_since: Instant::now(),
         };
         let translator = Translator::new(refs);
+        committer.check_disk();
         let threads = vec![std::thread::Builder::new()
             .name("store".into())
             .spawn(move || committer.run(translator, rx))?];
@@ -172,13 +182,44 @@ impl persist::Journal for Journal {
     fn failed(&self, ticket: Ticket) -> bool {
         self.outcome(ticket) == Outcome::Failed
     }
+
+    fn full(&self) -> bool {
+        self.shared.full.load(Ordering::Relaxed)
+    }
 }
+
+/// Why the store takes no new messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Full {
+    No,
+    /// At `storage.max_disk_mb`, until deletes bring it under 90% of it.
+    Budget,
+    /// A commit failed (the disk is full, or failing): until a commit succeeds again.
+    Failed,
+}
+
+/// `storage.max_disk_mb`, as the commit thread watches it.
+struct DiskBudget {
+    /// Bytes (`u64::MAX` = no budget).
+    max: u64,
+    full: Full,
+    /// When the engine last counted its pages (at most every `MEASURE_EVERY`).
+    last_measured: Option<Instant>,
+}
+
+/// How often, near the budget, the engine's used pages are counted (a walk of its trees).
+const MEASURE_EVERY: Duration = Duration::from_millis(100);
+
+/// How often a full store (a failed commit, or at the budget) is probed with an empty commit
+/// when nothing else arrives, so it takes messages again once there is room.
+const FAILED_PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// The second half of the group commit (thread `store`): commits each batch, advances the
 /// durable ticket, wakes the workers.
 struct Committer {
     engine: Box<dyn Engine>,
     fsync: Fsync,
+    disk: DiskBudget,
     shared: Arc<Shared>,
     notify: Notify,
     /// Committed tickets above the durable one (arrived out of order).
@@ -198,11 +239,18 @@ impl Committer {
         let mut tickets = Vec::new();
         let mut batch = Batch::default();
         loop {
-            let first = if self.unsynced {
-                match rx.recv_timeout(self.fsync.sync_every()) {
+            let wait = match (self.unsynced, self.disk.full != Full::No) {
+                (false, false) => None,
+                (true, false) => Some(self.fsync.sync_every()),
+                (false, true) => Some(FAILED_PROBE_EVERY),
+                (true, true) => Some(self.fsync.sync_every().min(FAILED_PROBE_EVERY)),
+            };
+            let first = if let Some(wait) = wait {
+                match rx.recv_timeout(wait) {
                     Ok(cmd) => cmd,
                     Err(RecvTimeoutError::Timeout) => {
                         self.sync_if_due(true);
+                        self.probe_failed();
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -239,8 +287,10 @@ impl Committer {
                     self.unsynced = true;
                     self.sync_if_due(false);
                 }
+                self.check_disk();
             }
             Err(e) => {
+                self.set_full(Full::Failed, None);
                 // Not acknowledged: the workers close the connections waiting for these
                 // tickets, so their publishers resend (docs/storage.md "When the disk fails").
                 tracing::error!(
@@ -295,6 +345,73 @@ impl Committer {
             self.stats = (0, 0, 0, Duration::ZERO);
             self.stats_since = Instant::now();
         }
+    }
+
+    /// After a commit: whether the store is (still) at its disk budget. Below 90% of it
+    /// (by the file's length, an upper bound) nothing is counted; nearer, the engine's used
+    /// pages are, at most every `MEASURE_EVERY`.
+    fn check_disk(&mut self) {
+        let max = self.disk.max;
+        if self.disk.full == Full::Failed {
+            // A commit just succeeded: the disk took it.
+            self.set_full(Full::No, None);
+        }
+        if max == u64::MAX {
+            return;
+        }
+        let under = max - max / 10;
+        if self.engine.file_bytes() < under {
+            self.set_full(Full::No, None);
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .disk
+            .last_measured
+            .is_some_and(|t| now.saturating_duration_since(t) < MEASURE_EVERY)
+        {
+            return;
+        }
+        self.disk.last_measured = Some(now);
+        match self.engine.used_bytes() {
+            Ok(used) if used >= max => self.set_full(Full::Budget, Some(used)),
+            Ok(used) if used < under => self.set_full(Full::No, Some(used)),
+            Ok(_) => {} // between: as it was (hysteresis)
+            Err(e) => tracing::warn!("store: cannot measure its size: {e}"),
+        }
+    }
+
+    /// A full store with nothing to commit: an empty durable commit says whether the disk
+    /// takes writes again (after a failure), and lets the engine release the pages the last
+    /// deletes freed (at the budget), before the store is measured again.
+    fn probe_failed(&mut self) {
+        if self.disk.full != Full::No && self.engine.sync().is_ok() {
+            self.disk.last_measured = None;
+            self.check_disk();
+        }
+    }
+
+    fn set_full(&mut self, full: Full, used: Option<u64>) {
+        if self.disk.full == full {
+            return;
+        }
+        let mib = |b: u64| b >> 20;
+        match full {
+            Full::Budget => tracing::warn!(
+                used_mib = used.map(mib),
+                max_mib = mib(self.disk.max),
+                "store: storage.max_disk_mb reached: QoS 1/2 messages for persistent sessions, held and retained messages are refused (v5 publishers get 0x97) until it is back under 90%"
+            ),
+            Full::Failed => tracing::error!(
+                "store: a commit failed: new messages are refused (v5 publishers get 0x97) until a commit succeeds"
+            ),
+            Full::No => tracing::warn!(
+                used_mib = used.map(mib),
+                "store: takes messages again"
+            ),
+        }
+        self.disk.full = full;
+        self.shared.full.store(full != Full::No, Ordering::Relaxed);
     }
 
     fn sync_if_due(&mut self, force: bool) {

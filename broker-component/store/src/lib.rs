@@ -79,7 +79,27 @@ pub struct Opened {
 
 /// Locks `dir` (creating it), opens the store, recovers it (damaged records skipped, each
 /// with a log line), and starts the commit thread. `notify` is called after every commit.
-pub fn open(dir: &Path, fsync: Fsync, notify: Notify) -> Result<Opened, OpenError> {
+/// How the store is opened (`[storage]` in the config file).
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub fsync: Fsync,
+    /// `storage.max_disk_mb` in bytes (`u64::MAX` = none).
+    pub max_disk_bytes: u64,
+    /// The engine's page cache.
+    pub cache_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            fsync: Fsync::Always,
+            max_disk_bytes: u64::MAX,
+            cache_bytes: redb_engine::CACHE_BYTES,
+        }
+    }
+}
+
+pub fn open(dir: &Path, options: Options, notify: Notify) -> Result<Opened, OpenError> {
     let started = Instant::now();
     std::fs::create_dir_all(dir).map_err(|e| OpenError::Io(dir.to_owned(), e))?;
     let lock_path = dir.join(LOCK_FILE);
@@ -95,7 +115,7 @@ pub fn open(dir: &Path, fsync: Fsync, notify: Notify) -> Result<Opened, OpenErro
         Err(TryLockError::Error(e)) => return Err(OpenError::Io(lock_path, e)),
     }
     let path = dir.join(STORE_FILE);
-    let mut engine = match redb_engine::RedbEngine::open(&path) {
+    let mut engine = match redb_engine::RedbEngine::open(&path, options.cache_bytes) {
         Ok(e) => e,
         Err(e) => {
             // The file cannot be opened at all (its header is damaged, or it was cut short
@@ -114,7 +134,8 @@ pub fn open(dir: &Path, fsync: Fsync, notify: Notify) -> Result<Opened, OpenErro
                 "store: the store file cannot be opened ({e}); everything in it is lost: starting with an empty store"
             );
             std::fs::rename(&path, &aside).map_err(|e| OpenError::Io(path.clone(), e))?;
-            redb_engine::RedbEngine::open(&path).map_err(|e| OpenError::Engine(path.clone(), e))?
+            redb_engine::RedbEngine::open(&path, options.cache_bytes)
+                .map_err(|e| OpenError::Engine(path.clone(), e))?
         }
     };
     let now = Instant::now();
@@ -125,8 +146,14 @@ pub fn open(dir: &Path, fsync: Fsync, notify: Notify) -> Result<Opened, OpenErro
             .commit(&recovered.cleanup, true)
             .map_err(|e| OpenError::Engine(path.clone(), e))?;
     }
-    let journal = Journal::start(Box::new(engine), fsync, recovered.refs, notify)
-        .map_err(|e| OpenError::Io(path.clone(), e))?;
+    let journal = Journal::start(
+        Box::new(engine),
+        options.fsync,
+        options.max_disk_bytes,
+        recovered.refs,
+        notify,
+    )
+    .map_err(|e| OpenError::Io(path.clone(), e))?;
     Ok(Opened {
         store: Store {
             journal: Arc::new(journal),

@@ -7,8 +7,8 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 
 use crate::engine::{Change, Engine, EngineError, Table};
 
-/// redb's page cache.
-const CACHE_BYTES: usize = 32 << 20;
+/// redb's page cache, unless `limits.max_memory_mb` asks for less (server/src/memory.rs).
+pub const CACHE_BYTES: usize = 32 << 20;
 
 type BytesTable<'txn> = redb::Table<'txn, &'static [u8], &'static [u8]>;
 
@@ -34,18 +34,22 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 pub struct RedbEngine {
     db: Database,
+    path: std::path::PathBuf,
 }
 
 impl RedbEngine {
     /// Opens (or creates) the store file and its tables.
-    pub fn open(path: &Path) -> Result<RedbEngine, EngineError> {
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<RedbEngine, EngineError> {
         // redb's cache defaults to 1 GiB, and the check after an unclean stop fills it with the
         // whole file: bounded here (docs/storage.md "How the store uses redb").
         let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             .create(path)
             .map_err(|e| err(&path.display().to_string(), e))?;
-        let engine = RedbEngine { db };
+        let engine = RedbEngine {
+            db,
+            path: path.to_owned(),
+        };
         let mut txn = engine.db.begin_write().map_err(|e| err("begin", e))?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| err("durability", e))?;
@@ -109,6 +113,20 @@ impl Engine for RedbEngine {
     fn sync(&mut self) -> Result<(), EngineError> {
         // An empty durable commit makes every earlier non-durable one durable.
         self.commit(&[], true)
+    }
+
+    fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    fn used_bytes(&mut self) -> Result<u64, EngineError> {
+        // redb grows its file by doubling and keeps freed pages for reuse, so the file's
+        // length says little once it is large: its allocated pages are what is in use.
+        let txn = self.db.begin_write().map_err(|e| err("begin", e))?;
+        let stats = txn.stats().map_err(|e| err("stats", e))?;
+        let used = stats.allocated_pages() * stats.page_size() as u64;
+        txn.abort().map_err(|e| err("abort", e))?;
+        Ok(used)
     }
 
     fn scan(

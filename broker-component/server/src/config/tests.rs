@@ -161,13 +161,27 @@ fn unsupported_settings_are_rejected() {
             "auth.allow_anonymous",
             2,
         ),
-        ("[limits]\nmax_memory_mb = 64\n", "limits.max_memory_mb", 2),
     ] {
         let e = err(src);
         let want = format!("musqratt.toml:{line}: key '{key}': ");
         assert!(e.starts_with(&want), "{e}");
         assert!(e.ends_with("not supported yet"), "{e}");
     }
+}
+
+#[test]
+fn memory_and_disk_budgets() {
+    let s = Settings::parse(
+        "f",
+        "[limits]\nmax_memory_mb = 64\n[storage]\nmax_disk_mb = 100\n",
+    )
+    .unwrap();
+    assert_eq!((s.max_memory_mb, s.max_disk_mb), (64, 100));
+    let e = err("[limits]\nmax_memory_mb = 8\n");
+    assert!(
+        e.starts_with("musqratt.toml:2: key 'limits.max_memory_mb': "),
+        "{e}"
+    );
 }
 
 #[test]
