@@ -39,6 +39,16 @@ impl Harness {
         Harness::with_config(BrokerConfig::default())
     }
 
+    /// Over a broker the test prepared (a journal attached, state restored), at `now`.
+    pub fn with_broker(broker: Broker, now: Instant) -> Harness {
+        Harness {
+            broker: Arc::new(broker),
+            now,
+            clients: HashMap::new(),
+            next_serial: 1,
+        }
+    }
+
     pub fn with_config(config: BrokerConfig) -> Harness {
         let now = Instant::now();
         Harness {
