@@ -12,11 +12,11 @@
 //! - deleted (`Op::WillDelete`) when the will is published, deleted by a normal DISCONNECT,
 //!   cancelled by a new connection, or replaced by a new connection without a will.
 //!
-//! Every will op of a client is recorded under its session's lock (or the registry lock while
-//! CONNECT binds the session), so they reach the journal in the order they happened. A will's
-//! delete is recorded before its publication: the publication's durable effects (queue entries,
-//! retained, held) are then in the same commit as the delete or a later one, so a restart never
-//! publishes a will twice.
+//! Every will op of a client is recorded under its session's lock, after CONNECT bound the
+//! session (a connection taken over records none), so they reach the journal in the order they
+//! happened. A will's delete is recorded before its publication: the publication's durable
+//! effects (queue entries, retained, held) are then in the same commit as the delete or a later
+//! one, so a restart never publishes a will twice.
 
 use std::sync::Arc;
 use std::time::Instant;

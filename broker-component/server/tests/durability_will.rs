@@ -299,3 +299,38 @@ fn a_will_deleted_by_a_normal_disconnect_does_not_come_back() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SIGTERM, and the broker's exit (its clean stop: connections closed, the store flushed).
+fn stop(broker: &mut Broker) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &broker.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM");
+    let deadline = Instant::now() + WAIT;
+    while broker.is_running() {
+        assert!(Instant::now() < deadline, "broker did not stop on SIGTERM");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_clean_stop_keeps_pending_wills_and_publishes_none_of_connected_clients() {
+    let dir = scratch_dir("will-stop");
+    let mut broker = Broker::start_with_store(bin(), &dir, &[]);
+    let port = broker.port();
+    drop(client(port, "away", 300, Some(3)));
+    let _here = client(port, "here", 300, Some(0));
+    thread::sleep(Duration::from_millis(300));
+    // A stop is no abnormal end of a connection: the broker sends DISCONNECT 0x8B and, as
+    // without a store, does not publish the will of a client it disconnects.
+    stop(&mut broker);
+
+    let broker = Broker::start_with_store(bin(), &dir, &[]);
+    assert_eq!(restored_wills(&broker), "wills=1");
+    let w = Watcher::start(broker.port(), "watcher");
+    w.wait_for(1, WAIT + QUIET);
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(w.payloads(), ["away is gone"], "wills after a clean stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}
