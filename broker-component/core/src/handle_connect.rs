@@ -103,10 +103,9 @@ impl Connection {
         self.client_id = Arc::clone(&client_id);
         // Whether the client id had a session: its stored will (a pending will, or the will of
         // the connection taken over) is this connection's to replace or delete.
-        let mut replaced = false;
+        let mut replaced = crate::will::Replaced::Nothing;
         let (cell, session_present) = match registry.get(&client_id).cloned() {
             Some(cell) => {
-                replaced = true;
                 let mut s = cell.lock();
                 if let Some(old) = s.conn.take() {
                     out.kicks.push(old);
@@ -116,7 +115,11 @@ impl Connection {
                 // A new connection cancels a delayed will and the expiry clock,
                 // and their timer entries with them. (Its stored record is replaced or
                 // deleted below, with this connection's will.)
-                broker.cancel_timers(&mut s);
+                replaced = if broker.cancel_timers(&mut s) {
+                    crate::will::Replaced::PendingWill
+                } else {
+                    crate::will::Replaced::Session
+                };
                 // A session with expiry 0 (3.1.1 CleanSession=1, v5 Session Expiry
                 // 0) ends with its connection (3.1.1 §3.1.2.4, v5 §3.1.2.11.2):
                 // taking it over starts a new one even with a persistent CONNECT.

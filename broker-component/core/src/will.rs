@@ -35,6 +35,18 @@ pub(crate) fn will_delay(w: &Will) -> u32 {
     w.properties.will_delay_interval.unwrap_or(0)
 }
 
+/// What a CONNECT found under its client id, for the stored will.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replaced {
+    /// No session: no will can be stored under the id.
+    Nothing,
+    /// A session, online or offline without a pending will: the stored will of the
+    /// connection taken over, if it had one, is replaced.
+    Session,
+    /// An offline session whose pending will this connection cancelled (§3.1.3.2.2).
+    PendingWill,
+}
+
 /// What a closing connection hands its session about its will.
 pub(crate) struct LeftWill {
     /// The will to publish: None if there is none or a normal DISCONNECT deleted it.
@@ -87,7 +99,7 @@ impl Broker {
 
     /// At CONNECT, with the session bound to the connection and locked: stores the
     /// connection's will, or deletes the stored will of a connection or pending will this one
-    /// replaces (`replaced`: the client id had a session). Returns whether a will was stored.
+    /// replaces. Returns whether a will was stored.
     ///
     /// Wills of every session are stored, not only persistent ones: a clean session's will is
     /// what tells others that a client is gone (often a retained "offline" status), and a crash
@@ -95,11 +107,14 @@ impl Broker {
     /// CONNACK, which waits for the session's record in the same commit anyway; for a clean
     /// session it is recorded quietly, so its CONNACK never waits for the disk (a crash in the
     /// next millisecond loses that will, as it loses the connection's other unsent state).
+    /// Except when it cancels a pending will: a crash must not publish a will whose
+    /// cancellation the client saw (its CONNACK); the old persistent session's record or end
+    /// mostly holds that CONNACK for the same commit already.
     pub(crate) fn persist_connect_will(
         &self,
         s: &Session,
         will: Option<&Will>,
-        replaced: bool,
+        replaced: Replaced,
         out: &mut Output,
     ) -> bool {
         if self.journal.is_none() {
@@ -115,10 +130,10 @@ impl Broker {
                 fires_at: None,
             },
             // A cancelled pending will, or the will of the connection taken over.
-            None if replaced => Op::WillDelete { client },
+            None if replaced != Replaced::Nothing => Op::WillDelete { client },
             None => return false,
         };
-        if durable_session(s) {
+        if durable_session(s) || replaced == Replaced::PendingWill {
             self.record(op, out);
         } else {
             self.record_quietly(op);

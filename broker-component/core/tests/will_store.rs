@@ -357,3 +357,34 @@ fn restored_wills_are_pending_again_or_published_at_start() {
     h.broker.publish_restored_wills(h.now, &mut out);
     assert!(h.recv(w).is_empty());
 }
+
+#[test]
+fn which_connacks_wait_for_the_will_record() {
+    let (mut h, j) = stored(Restored::default());
+    // A clean session's will: stored, and its CONNACK waits for nothing.
+    let (id, _) = h.connect_with(client("clean", 0, Some("x"), None));
+    assert_eq!(j.will_ops(), ["put clean x"]);
+    assert_eq!(h.last_durable_after, 0, "a clean session's CONNACK held");
+    disconnect(&mut h, id, ReasonCode::SUCCESS);
+
+    // A persistent session's: its CONNACK waits for the will with the session's record.
+    j.clear();
+    let (id, _) = h.connect_with(client("dev", 300, Some("late"), Some(5)));
+    assert_eq!(h.last_durable_after, j.ops().len() as u64);
+    h.drop_socket(id);
+
+    // A clean reconnect that cancels the pending will: its CONNACK waits for the delete.
+    j.clear();
+    let (_id, _) = h.connect_with(client("dev", 0, None, None));
+    let ops = j.ops();
+    let delete = ops
+        .iter()
+        .position(|o| matches!(o, Op::WillDelete { .. }))
+        .expect("pending will deleted") as u64
+        + 1;
+    assert!(
+        h.last_durable_after >= delete,
+        "CONNACK not held for the cancelled will's delete: {} < {delete}",
+        h.last_durable_after
+    );
+}

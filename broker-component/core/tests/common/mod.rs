@@ -30,6 +30,8 @@ pub struct Harness {
     pub now: Instant,
     clients: HashMap<u64, Client>,
     next_serial: u64,
+    /// The journal ticket the last packet's output waited for (`Output::durable_after`).
+    pub last_durable_after: u64,
 }
 
 pub type Id = u64;
@@ -46,6 +48,7 @@ impl Harness {
             now,
             clients: HashMap::new(),
             next_serial: 1,
+            last_durable_after: 0,
         }
     }
 
@@ -56,6 +59,7 @@ impl Harness {
             now,
             clients: HashMap::new(),
             next_serial: 1,
+            last_durable_after: 0,
         }
     }
 
@@ -117,6 +121,7 @@ impl Harness {
         }
         let data = std::mem::take(&mut c.unread);
         let used = c.conn.handle_bytes(&broker, &data, now, &mut out);
+        self.last_durable_after = out.durable_after;
         if out.pause {
             c.paused = true;
             c.unread = data[used..].to_vec();
