@@ -299,8 +299,11 @@ fn recover_wills(
                 continue;
             }
         };
+        // No will waits longer than the longest Will Delay Interval (a deadline far off is a
+        // clock that went back, or a flipped byte the format did not catch).
+        let longest = u64::from(u32::MAX) * 1000;
         let fires_in = if w.fires_at_ms != 0 {
-            Duration::from_millis(w.fires_at_ms.saturating_sub(wall_now))
+            Duration::from_millis(w.fires_at_ms.saturating_sub(wall_now).min(longest))
         } else {
             Duration::from_secs(u64::from(w.delay))
         };
