@@ -16,17 +16,17 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 use parking_lot::Mutex;
 
-use musqratt_codec::{topic, Will};
+use musqratt_codec::topic;
 
 use crate::budget::{Charge, LimitLog, MemoryBudget};
 use crate::config::BrokerConfig;
 use crate::connection::{ConnRef, Output};
 use crate::hold::HoldQueues;
-use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::retained::RetainedStore;
 use crate::session::{Session, SessionCell};
 use crate::topic_tree::TopicTree;
+use crate::will::{will_delay, DueWill, LeftWill};
 
 pub struct Broker {
     pub config: BrokerConfig,
@@ -56,6 +56,9 @@ pub struct Broker {
     pub memory: Arc<MemoryBudget>,
     /// Messages refused at the memory or disk budget: counted, logged once per interval.
     pub limit_log: LimitLog,
+    /// Restored wills due at start-up, published by
+    /// [`publish_restored_wills`](Self::publish_restored_wills) (will.rs).
+    pub(crate) due_wills: Mutex<Vec<DueWill>>,
 }
 
 impl Broker {
@@ -81,6 +84,7 @@ impl Broker {
             ids: crate::persist::Ids::default(),
             memory,
             limit_log: LimitLog::default(),
+            due_wills: Mutex::new(Vec::new()),
         }
     }
 
@@ -201,6 +205,10 @@ impl Broker {
             will = will.or_else(|| s.pending_will.take());
             tracing::debug!(client = %s.client_id, "session expired");
         }
+        if will.is_some() {
+            // Under the session's lock (ordered with its other will ops), before publishing.
+            self.persist_will_delete(&s.client_id, out);
+        }
         let publisher = s.id;
         drop(s);
         if let Some((_, w)) = will {
@@ -221,34 +229,42 @@ impl Broker {
     /// deadlines: a client came back (a new connection cancels a delayed will,
     /// §3.1.3.2.2) or the session ends. Called with the session locked
     /// (lock order: session → timers, as [`schedule`](Self::schedule)).
-    pub(crate) fn cancel_timers(&self, s: &mut Session) {
+    /// Returns whether a pending will was dropped (its stored record is the
+    /// caller's to delete or replace).
+    pub(crate) fn cancel_timers(&self, s: &mut Session) -> bool {
         let will_at = s.pending_will.take().map(|(t, _)| t);
         let expires_at = s.expires_at.take();
         if will_at.is_none() && expires_at.is_none() {
-            return;
+            return false;
         }
         let mut timers = self.timers.lock();
         for at in [will_at, expires_at].into_iter().flatten() {
             timers.remove(&(at, s.id));
         }
+        will_at.is_some()
     }
 
     /// A connection left its session (closed, taken over, or DISCONNECT).
-    /// `will` is the will to publish (None when deleted by a normal DISCONNECT).
+    /// `left.will` is the will to publish (None when deleted by a normal DISCONNECT).
     pub(crate) fn detach_session(
         &self,
         cell: &Arc<SessionCell>,
         conn: ConnRef,
         expiry: u32,
-        will: Option<Box<Will>>,
+        left: LeftWill,
         now: Instant,
         out: &mut Output,
     ) {
+        let LeftWill {
+            will,
+            stored: will_stored,
+        } = left;
         let mut s = cell.lock();
         if s.conn != Some(conn) {
             // Taken over: the new connection owns the session. The will goes out
             // only if it has no delay (§3.1.3.2.2: a new connection within the
-            // delay cancels it).
+            // delay cancels it). Its stored record is the new connection's to
+            // replace or delete (it did at its CONNECT): nothing to record here.
             let publisher = s.id;
             drop(s);
             if let Some(w) = will.filter(|w| will_delay(w) == 0) {
@@ -266,15 +282,24 @@ impl Broker {
             self.persist_session_end(&s, true, out);
         }
         let mut will_now = None;
-        if let Some(w) = will {
-            let delay = will_delay(&w).min(expiry);
-            if delay == 0 {
-                will_now = Some(w);
-            } else {
-                let at = now + Duration::from_secs(u64::from(delay));
-                s.pending_will = Some((at, w));
-                self.schedule(at, s.id, cell);
+        match will {
+            Some(w) => {
+                let delay = will_delay(&w).min(expiry);
+                if delay == 0 {
+                    if will_stored {
+                        self.persist_will_delete(&s.client_id, out);
+                    }
+                    will_now = Some(w);
+                } else {
+                    let at = now + Duration::from_secs(u64::from(delay));
+                    self.persist_pending_will(&s, &w, at, out);
+                    s.pending_will = Some((at, w));
+                    self.schedule(at, s.id, cell);
+                }
             }
+            // Deleted by a normal DISCONNECT (§3.1.2.5).
+            None if will_stored => self.persist_will_delete(&s.client_id, out),
+            None => {}
         }
         let publisher = s.id;
         if expiry != 0 && expiry != u32::MAX {
@@ -305,13 +330,18 @@ impl Broker {
             if s.conn.is_some() {
                 return;
             }
-            if registry
+            let current = registry
                 .get(&s.client_id)
-                .is_some_and(|c| Arc::ptr_eq(c, cell))
-            {
+                .is_some_and(|c| Arc::ptr_eq(c, cell));
+            if current {
                 registry.remove(&s.client_id);
             }
-            self.cancel_timers(&mut s);
+            if self.cancel_timers(&mut s) && current {
+                // Every path that ends a session publishes its pending will first; should
+                // one not, its record must not outlive the session. (Only the current
+                // session of its client id: a replaced one's record is its successor's.)
+                self.persist_will_delete(&s.client_id, out);
+            }
             self.persist_session_end(&s, false, out);
             (s.id, s.end())
         };
@@ -328,47 +358,11 @@ impl Broker {
             tree.unsubscribe(filter, group, session_id);
         }
     }
-
-    pub(crate) fn publish_will(
-        &self,
-        will: Box<Will>,
-        publisher: u64,
-        now: Instant,
-        out: &mut Output,
-    ) {
-        let Will {
-            topic,
-            payload,
-            qos,
-            retain,
-            properties,
-        } = *will;
-        // Same rule as a client PUBLISH (handle_publish.rs): clients may not
-        // inject broker statistics, and a retained will would overwrite the
-        // broker's own `$SYS` (e.g. `$SYS/broker/version`) for everyone.
-        if is_sys_topic(&topic) {
-            tracing::info!(%topic, retain, session = publisher, "will to $SYS not published");
-            return;
-        }
-        let msg = Message::new(
-            (topic, payload, qos, retain),
-            properties,
-            publisher,
-            self.config.message_default_expiry_secs,
-            now,
-        );
-        tracing::debug!(topic = %msg.topic, "publishing will");
-        self.publish(Arc::new(msg), None, now, out);
-    }
 }
 
 /// Topics under `$SYS`, which only the broker publishes (docs/design.md §3).
 pub(crate) fn is_sys_topic(topic: &str) -> bool {
     topic == "$SYS" || topic.starts_with("$SYS/")
-}
-
-fn will_delay(w: &Will) -> u32 {
-    w.properties.will_delay_interval.unwrap_or(0)
 }
 
 /// `$share/group/filter` → (Some(group), filter); other filters → (None, filter).

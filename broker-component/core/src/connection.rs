@@ -92,6 +92,8 @@ pub struct Connection {
     pub(crate) client_id: Arc<str>,
     /// Boxed: most clients have none, and a `Will` is ~400 bytes.
     pub(crate) will: Option<Box<Will>>,
+    /// Whether CONNECT stored `will` (will.rs): its record goes or becomes pending at close.
+    pub(crate) will_stored: bool,
     /// Session Expiry Interval requested at CONNECT (may change at DISCONNECT).
     pub(crate) session_expiry: u32,
     /// Limits the client declared in CONNECT (v5), defaults otherwise.
@@ -128,6 +130,7 @@ impl Connection {
             session_id: 0,
             client_id: Arc::from(""),
             will: None,
+            will_stored: false,
             session_expiry: 0,
             client_receive_max: u16::MAX,
             client_max_packet: u32::MAX,
@@ -463,8 +466,12 @@ impl Connection {
         broker.metrics.clients_connected.sub(1);
         let will = if abnormal { self.will.take() } else { None };
         self.will = None;
+        let left = crate::will::LeftWill {
+            will,
+            stored: std::mem::take(&mut self.will_stored),
+        };
         if let Some(session) = self.session.take() {
-            broker.detach_session(&session, self.conn_ref, self.session_expiry, will, now, out);
+            broker.detach_session(&session, self.conn_ref, self.session_expiry, left, now, out);
         }
     }
 }

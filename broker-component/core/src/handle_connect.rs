@@ -101,6 +101,9 @@ impl Connection {
         };
         self.will = c.will.map(Box::new);
         self.client_id = Arc::clone(&client_id);
+        // Whether the client id had a session: its stored will (a pending will, or the will of
+        // the connection taken over) is this connection's to replace or delete.
+        let mut replaced = crate::will::Replaced::Nothing;
         let (cell, session_present) = match registry.get(&client_id).cloned() {
             Some(cell) => {
                 let mut s = cell.lock();
@@ -110,8 +113,13 @@ impl Connection {
                 s.release_waiters(&mut out.resumes);
                 s.wake_pending = false;
                 // A new connection cancels a delayed will and the expiry clock,
-                // and their timer entries with them.
-                broker.cancel_timers(&mut s);
+                // and their timer entries with them. (Its stored record is replaced or
+                // deleted below, with this connection's will.)
+                replaced = if broker.cancel_timers(&mut s) {
+                    crate::will::Replaced::PendingWill
+                } else {
+                    crate::will::Replaced::Session
+                };
                 // A session with expiry 0 (3.1.1 CleanSession=1, v5 Session Expiry
                 // 0) ends with its connection (3.1.1 §3.1.2.4, v5 §3.1.2.11.2):
                 // taking it over starts a new one even with a persistent CONNECT.
@@ -145,6 +153,11 @@ impl Connection {
             let s = cell.lock();
             // Created or resumed: its record (the expiry may have changed) before CONNACK.
             broker.persist_session(&s, out);
+            // Unless a newer connection took the session meanwhile (its will ops came first).
+            if s.conn == Some(self.conn_ref) {
+                self.will_stored =
+                    broker.persist_connect_will(&s, self.will.as_deref(), replaced, out);
+            }
             s.id
         };
         self.session = Some(Arc::clone(&cell));

@@ -58,6 +58,7 @@ mod retained;
 mod route;
 mod sys;
 mod topic_tree;
+mod will;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;

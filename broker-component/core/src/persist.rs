@@ -15,12 +15,13 @@
 //! What persists: sessions that outlive their connection (Session Expiry Interval > 0) with
 //! their subscriptions; their QoS 1/2 queue entries (the shared message once, by id); the
 //! packet id and state of QoS 2 deliveries; QoS 2 packet ids received and not released;
-//! retained messages; QoS 1/2 held messages.
+//! retained messages; QoS 1/2 held messages; wills that can outlive the process (will.rs:
+//! the will of an open connection, and a pending delayed will of an offline session).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use musqratt_codec::QoS;
+use musqratt_codec::{QoS, Will};
 
 use crate::broker::Broker;
 use crate::connection::Output;
@@ -133,6 +134,24 @@ pub enum Op {
         entry: u64,
         msg: u64,
     },
+    /// A client's will, written whole (one per client id): the will of an open connection
+    /// (`fires_at` None), or the pending will of an offline session waiting out its Will Delay
+    /// Interval. A broker crash ends the connection without DISCONNECT, so MQTT has the will
+    /// published (§3.1.2.5): after a restart the store brings it back (will.rs).
+    WillPut {
+        client: Arc<str>,
+        will: Box<Will>,
+        /// For an open connection's will: its delay counted from a restart (the Will Delay
+        /// Interval capped by the Session Expiry Interval, §3.1.3.2.2; 0 for 3.1.1).
+        delay: u32,
+        /// When a pending will is due (None while its connection is open).
+        fires_at: Option<std::time::Instant>,
+    },
+    /// The client's will is gone: published, deleted by a normal DISCONNECT, cancelled by a
+    /// new connection, or replaced by a new connection without one.
+    WillDelete {
+        client: Arc<str>,
+    },
 }
 
 /// Ids for messages and entries: unique for the life of the data directory (the store
@@ -160,7 +179,7 @@ impl Broker {
     /// Queues `op` in the journal and makes this event's output wait for it: what the output
     /// says (an acknowledgement, a CONNACK or SUBACK, a QoS 2 PUBLISH or PUBREL) must not reach
     /// the client before the change it reports is durable.
-    fn record(&self, op: Op, out: &mut Output) {
+    pub(crate) fn record(&self, op: Op, out: &mut Output) {
         if let Some(j) = &self.journal {
             let t = j.record(op);
             out.durable_after = out.durable_after.max(t);
@@ -171,7 +190,7 @@ impl Broker {
     /// delivery completed, a message expired). Lost in a crash, it only means a QoS 1
     /// message delivered once more, never one lost; holding the subscriber's next deliveries
     /// for it would cost a commit per acknowledgement round trip.
-    fn record_quietly(&self, op: Op) {
+    pub(crate) fn record_quietly(&self, op: Op) {
         if let Some(j) = &self.journal {
             j.record(op);
         }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use musqratt_codec::{Publish, QoS};
+use musqratt_codec::{Publish, QoS, Will};
 
 use crate::broker::{split_shared, Broker};
 use crate::hold::HoldLimits;
@@ -38,9 +38,23 @@ pub struct RestoredSession {
     pub incoming_qos2: Vec<u16>,
 }
 
+/// A stored will (will.rs): the will of a connection that was open when the broker stopped,
+/// or the pending will of an offline session.
+#[derive(Debug)]
+pub struct RestoredWill {
+    pub client: Arc<str>,
+    pub will: Will,
+    /// When it is due, from now: what was left of a pending will's delay, or, for the will of
+    /// an open connection (which the stop ended without DISCONNECT), its delay counted from
+    /// the restart. Zero: due now (its time passed while the broker was down).
+    pub fires_in: Duration,
+}
+
 #[derive(Debug, Default)]
 pub struct Restored {
     pub sessions: Vec<RestoredSession>,
+    /// At most one per client id.
+    pub wills: Vec<RestoredWill>,
     pub retained: Vec<Arc<Message>>,
     /// (seq, message): any order; restored in seq (publish) order.
     pub held: Vec<(u64, Arc<Message>)>,
@@ -72,12 +86,15 @@ impl Message {
 
 impl Broker {
     /// Rebuilds sessions (offline, their expiry clocks restarted now), subscriptions, queues,
-    /// QoS 2 state, retained and held messages. Call once, before the broker is shared.
+    /// QoS 2 state, retained and held messages, and pending wills. Call once, before the broker
+    /// is shared; then [`attach_journal`](Self::attach_journal) and
+    /// [`publish_restored_wills`](Self::publish_restored_wills) (the wills already due).
     pub fn restore(&mut self, r: Restored, now: Instant) {
         self.ids.at_least(r.max_id);
         for rs in r.sessions {
             self.restore_session(rs, now);
         }
+        self.restore_wills(r.wills, now);
         {
             let retained = self.retained.get_mut();
             for msg in r.retained {

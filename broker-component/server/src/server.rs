@@ -59,8 +59,13 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
     let mut broker = Broker::new(config, Instant::now());
     let journal = match store {
         Some((store, restored)) => {
-            broker.restore(restored, Instant::now());
+            let now = Instant::now();
+            broker.restore(restored, now);
             broker.attach_journal(store.journal.clone());
+            // Before any connection is served (docs/storage.md "Wills"): the wills whose time
+            // passed while the broker was down. Nothing is connected: the output has no one
+            // to go to, and what the publication stored is in the journal.
+            broker.publish_restored_wills(now, &mut musqratt_core::Output::new());
             Some(store)
         }
         None => None,
@@ -177,6 +182,7 @@ fn open_store(
         retained = r.retained,
         held = r.held,
         incoming_qos2 = r.incoming_qos2,
+        wills = r.wills,
         expired = r.expired,
         expired_sessions = r.expired_sessions,
         damaged = r.damaged,

@@ -18,16 +18,19 @@ pub enum Table {
     Retained,
     /// topic (length-prefixed) + entry id (u64 BE) → message reference.
     Held,
+    /// client id → will record (one per client).
+    Wills,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Sessions,
         Table::Messages,
         Table::Queue,
         Table::IncomingQos2,
         Table::Retained,
         Table::Held,
+        Table::Wills,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +41,7 @@ impl Table {
             Table::IncomingQos2 => "incoming_qos2",
             Table::Retained => "retained",
             Table::Held => "held",
+            Table::Wills => "wills",
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use musqratt_core::message::Message;
-use musqratt_core::restore::{Restored, RestoredEntry, RestoredSession};
+use musqratt_core::restore::{Restored, RestoredEntry, RestoredSession, RestoredWill};
 
 use crate::engine::{Change, Engine, EngineError, Table};
 use crate::record::{self, StoredEntry};
@@ -24,6 +24,8 @@ pub struct Report {
     pub retained: usize,
     pub held: usize,
     pub incoming_qos2: usize,
+    /// Wills restored (pending again, or published right after start-up).
+    pub wills: usize,
     /// Records skipped (and deleted) because they were damaged or dangling.
     pub damaged: usize,
     /// Messages (and their entries) dropped because they expired while the broker was down.
@@ -214,6 +216,13 @@ pub fn recover(engine: &mut dyn Engine, now: Instant) -> Result<Recovered, Engin
         }
     }
 
+    let wills = recover_wills(
+        scan(engine, Table::Wills, &mut report)?,
+        wall_now,
+        &mut report,
+        &mut cleanup,
+    );
+
     let mut retained = Vec::new();
     for (k, v) in scan(engine, Table::Retained, &mut report)? {
         let Ok(id) = record::decode_ref(&v) else {
@@ -255,6 +264,7 @@ pub fn recover(engine: &mut dyn Engine, now: Instant) -> Result<Recovered, Engin
     Ok(Recovered {
         restored: Restored {
             sessions: sessions.into_values().collect(),
+            wills,
             retained,
             held,
             max_id,
@@ -263,4 +273,46 @@ pub fn recover(engine: &mut dyn Engine, now: Instant) -> Result<Recovered, Engin
         cleanup,
         report,
     })
+}
+
+/// The will records: each will is due when its deadline says (a pending will) or its delay
+/// after this start (the will of a connection that was open when the broker stopped). Whether
+/// its session came back is the core's to check (`Broker::restore`). A will whose time passed
+/// is kept: it is published right after start-up, and deleted then.
+fn recover_wills(
+    rows: Vec<Row>,
+    wall_now: u64,
+    report: &mut Report,
+    cleanup: &mut Vec<Change>,
+) -> Vec<RestoredWill> {
+    let mut wills = Vec::new();
+    for (k, v) in rows {
+        let parsed = std::str::from_utf8(&k)
+            .map_err(|_| record::Corrupt("will: client id not UTF-8"))
+            .and_then(|c| Ok((c, record::decode_will(&v)?)));
+        let (client, w) = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                report.damaged += 1;
+                tracing::warn!(client = %key_text(&k), "store: will lost: {e}; record deleted");
+                cleanup.push(Change::Delete(Table::Wills, k));
+                continue;
+            }
+        };
+        // No will waits longer than the longest Will Delay Interval (a deadline far off is a
+        // clock that went back, or a flipped byte the format did not catch).
+        let longest = u64::from(u32::MAX) * 1000;
+        let fires_in = if w.fires_at_ms != 0 {
+            Duration::from_millis(w.fires_at_ms.saturating_sub(wall_now).min(longest))
+        } else {
+            Duration::from_secs(u64::from(w.delay))
+        };
+        wills.push(RestoredWill {
+            client: Arc::from(client),
+            will: w.will,
+            fires_in,
+        });
+    }
+    report.wills = wills.len();
+    wills
 }

@@ -13,7 +13,7 @@ use musqratt_core::persist::{Op, Ticket};
 
 use crate::engine::{Change, Table};
 use crate::journal::{Cmd, MAX_BATCH_OPS};
-use crate::record::{self, StoredEntry, StoredMessage, StoredSession};
+use crate::record::{self, StoredEntry, StoredMessage, StoredSession, StoredWill};
 
 /// One commit's changes, with the changes to one message or queue entry folded: one written
 /// and deleted in the same batch, which did not exist before it, is not written at all. That
@@ -277,6 +277,25 @@ impl Translator {
             Op::HeldDelete { topic, entry, msg } => {
                 changes.delete(Table::Held, record::name_key(&topic, entry), None);
                 self.drop_ref(msg, changes);
+            }
+            // One record per client id, rewritten whole: not folded (a clean session's will
+            // written at CONNECT and deleted at DISCONNECT in one batch costs two B-tree
+            // operations, and the delete is what the commit leaves).
+            Op::WillPut {
+                client,
+                will,
+                delay,
+                fires_at,
+            } => {
+                let v = record::encode_will(&StoredWill {
+                    will: *will,
+                    delay,
+                    fires_at_ms: fires_at.map_or(0, |t| self.wall_ms(t)),
+                });
+                changes.put(Table::Wills, client.as_bytes().to_vec(), v, None);
+            }
+            Op::WillDelete { client } => {
+                changes.delete(Table::Wills, client.as_bytes().to_vec(), None);
             }
         }
     }

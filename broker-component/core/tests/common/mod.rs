@@ -30,6 +30,8 @@ pub struct Harness {
     pub now: Instant,
     clients: HashMap<u64, Client>,
     next_serial: u64,
+    /// The journal ticket the last packet's output waited for (`Output::durable_after`).
+    pub last_durable_after: u64,
 }
 
 pub type Id = u64;
@@ -39,6 +41,17 @@ impl Harness {
         Harness::with_config(BrokerConfig::default())
     }
 
+    /// Over a broker the test prepared (a journal attached, state restored), at `now`.
+    pub fn with_broker(broker: Broker, now: Instant) -> Harness {
+        Harness {
+            broker: Arc::new(broker),
+            now,
+            clients: HashMap::new(),
+            next_serial: 1,
+            last_durable_after: 0,
+        }
+    }
+
     pub fn with_config(config: BrokerConfig) -> Harness {
         let now = Instant::now();
         Harness {
@@ -46,6 +59,7 @@ impl Harness {
             now,
             clients: HashMap::new(),
             next_serial: 1,
+            last_durable_after: 0,
         }
     }
 
@@ -107,6 +121,7 @@ impl Harness {
         }
         let data = std::mem::take(&mut c.unread);
         let used = c.conn.handle_bytes(&broker, &data, now, &mut out);
+        self.last_durable_after = out.durable_after;
         if out.pause {
             c.paused = true;
             c.unread = data[used..].to_vec();
