@@ -337,7 +337,7 @@ impl Broker {
                 registry.remove(&s.client_id);
             }
             if self.cancel_timers(&mut s) && current {
-                // Every path that ends a session publishes its pending will first; should
+                // The paths that end a session here publish its pending will first; should
                 // one not, its record must not outlive the session. (Only the current
                 // session of its client id: a replaced one's record is its successor's.)
                 self.persist_will_delete(&s.client_id, out);

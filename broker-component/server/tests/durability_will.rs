@@ -223,7 +223,8 @@ fn the_will_of_a_connection_open_at_the_crash_is_published_after_the_restart() {
     assert_eq!(
         w.payloads(),
         ["clean is gone", "live is gone", "slow is gone"],
-        "wills after the restart"
+        "wills after the restart (received after {:?})",
+        got.iter().map(|g| g.1 - restarted).collect::<Vec<_>>()
     );
     let slow = got.iter().find(|g| g.0 == "slow is gone").unwrap();
     assert!(

@@ -179,6 +179,11 @@ impl Raw {
         if let Err(r) = self.read_exact_until(&mut first, deadline) {
             return r;
         }
+        // Once a packet has begun, the rest of it is read even past `timeout`: giving up in
+        // the middle would drop the bytes already read and leave the stream out of step (the
+        // next read would take the middle of this packet for a header). Callers that poll
+        // with a short timeout, on a loaded machine, hit that moment now and then.
+        let deadline = deadline.max(Instant::now() + super::WAIT);
         let mut len = 0usize;
         for i in 0..4 {
             let mut b = [0u8; 1];
