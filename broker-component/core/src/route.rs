@@ -8,7 +8,7 @@ use std::time::Instant;
 use musqratt_codec::QoS;
 use smallvec::SmallVec;
 
-use crate::broker::Broker;
+use crate::broker::{is_sys_topic, Broker};
 use crate::budget::LimitHit;
 use crate::connection::{ConnRef, Output};
 use crate::hold::held_size;
@@ -57,9 +57,7 @@ impl Broker {
         if msg.retain {
             // Over a broker-wide budget the store may only shrink (a replacement no larger
             // than what it replaces, or a delete), as at `max_retained_mb`.
-            let max = match self.over_budget(held_size(&msg), msg.qos, !msg.payload.is_empty()) {
-                // The broker's own `$SYS` reports: a small fixed set, never refused.
-                _ if msg.topic.starts_with('$') => self.config.max_retained_bytes,
+            let max = match self.over_budget(&msg, msg.qos, !msg.payload.is_empty()) {
                 None => self.config.max_retained_bytes,
                 Some(hit) => {
                     self.limit_log
@@ -85,10 +83,14 @@ impl Broker {
         }
     }
 
-    /// Whether a broker-wide budget refuses keeping a message of `size` bytes at `qos`:
-    /// the memory budget, and for a message the store must keep (`durable`), the disk's.
-    pub(crate) fn over_budget(&self, size: usize, qos: QoS, durable: bool) -> Option<LimitHit> {
-        if !self.memory.admits(size, qos) {
+    /// Whether a broker-wide budget refuses keeping `msg` at `qos`: the memory budget, and
+    /// for a message the store must keep (`durable`), the disk's. The broker's own `$SYS`
+    /// reports are exempt (a small fixed set, and what reports the limit); clients cannot
+    /// publish there (handle_publish.rs, will.rs), so nothing a client sends is exempt.
+    pub(crate) fn over_budget(&self, msg: &Message, qos: QoS, durable: bool) -> Option<LimitHit> {
+        if !(self.memory.limited() || durable) || is_sys_topic(&msg.topic) {
+            None
+        } else if !self.memory.admits(held_size(msg), qos) {
             Some(LimitHit::Memory)
         } else if durable && self.store_full() {
             Some(LimitHit::Disk)
@@ -138,7 +140,7 @@ impl Broker {
                     total_bytes: self.config.hold_max_total_bytes,
                 };
                 let durable = self.journal.is_some() && msg.qos != QoS::AtMostOnce;
-                if let Some(hit) = self.over_budget(held_size(&msg), msg.qos, durable) {
+                if let Some(hit) = self.over_budget(&msg, msg.qos, durable) {
                     self.metrics.messages_dropped.add(1);
                     self.limit_log.note(hit, "message not held", now);
                     return Routed::Refused;
@@ -167,12 +169,6 @@ impl Broker {
             return Routed::NoSubscribers;
         }
         merge_overlapping(&mut targets);
-        // Sized once, only when a budget needs it.
-        let size = if self.memory.limited() {
-            held_size(&msg)
-        } else {
-            0
-        };
         let (mut accepted, mut refused) = (0usize, 0usize);
         for t in targets {
             let retain = t.retain_as_published && msg.retain;
@@ -196,16 +192,14 @@ impl Broker {
             // Broker-wide budgets, for what the queue would keep (an offline session keeps
             // no QoS 0): QoS 0 refused first (budget.rs), a QoS 1/2 message evicting this
             // session's oldest QoS 0 before it is refused.
-            // (`$SYS` reports are exempt: a small fixed set, and what reports the limit.)
-            let kept = (s.conn.is_some() || outgoing.qos != QoS::AtMostOnce)
-                && !msg.topic.starts_with('$');
+            let kept = s.conn.is_some() || outgoing.qos != QoS::AtMostOnce;
             let mut hit = None;
             if kept {
-                hit = self.over_budget(size, outgoing.qos, durable);
+                hit = self.over_budget(&msg, outgoing.qos, durable);
                 if hit == Some(LimitHit::Memory) && s.evict_qos0(outgoing.qos) {
                     self.metrics.messages_dropped.add(1);
                     s.note_dropped("memory budget, oldest QoS 0 message dropped for a QoS 1/2 one");
-                    hit = self.over_budget(size, outgoing.qos, durable);
+                    hit = self.over_budget(&msg, outgoing.qos, durable);
                 }
             }
             if let Some(hit) = hit {
