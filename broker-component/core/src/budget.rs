@@ -16,10 +16,12 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use musqratt_codec::QoS;
 use parking_lot::Mutex;
+
+use crate::log_limit::LogLimit;
 
 /// The bytes messages may pin, and what they pin now. A single atomic: it is touched only
 /// when a budget is configured (`Charge` is a no-op otherwise), so the default setting
@@ -98,28 +100,15 @@ pub enum LimitHit {
     Disk,
 }
 
-/// Messages refused at a broker-wide limit: counted always, logged at most once per
-/// `INTERVAL` with the count since the last line, so a flood writes a line every ten
-/// seconds, not one per message.
-#[derive(Debug)]
+/// Messages refused at a broker-wide limit: counted always (`$SYS`), and logged through a
+/// `LogLimit` per limit, so a flood writes a line every ten seconds, not one per message.
+#[derive(Debug, Default)]
 pub struct LimitLog {
     refused: [AtomicU64; 2],
-    /// When the last line was written, and the counts it reported.
-    last: Mutex<(Option<Instant>, [u64; 2])>,
-}
-
-impl Default for LimitLog {
-    fn default() -> LimitLog {
-        LimitLog {
-            refused: [AtomicU64::new(0), AtomicU64::new(0)],
-            last: Mutex::new((None, [0; 2])),
-        }
-    }
+    lines: Mutex<[LogLimit; 2]>,
 }
 
 impl LimitLog {
-    pub const INTERVAL: Duration = Duration::from_secs(10);
-
     /// Total refused at `hit` since start.
     pub fn count(&self, hit: LimitHit) -> u64 {
         self.refused[hit as usize].load(Ordering::Relaxed)
@@ -127,21 +116,10 @@ impl LimitLog {
 
     /// A message was refused at `hit`: counts it and writes the line if one is due.
     pub fn note(&self, hit: LimitHit, detail: &str, now: Instant) {
-        self.refused[hit as usize].fetch_add(1, Ordering::Relaxed);
-        // Not due: skip without waiting for the lock (another thread is logging).
-        let Some(mut last) = self.last.try_lock() else {
+        let total = self.refused[hit as usize].fetch_add(1, Ordering::Relaxed) + 1;
+        let Some(since) = self.lines.lock()[hit as usize].note(1, now) else {
             return;
         };
-        if last
-            .0
-            .is_some_and(|t| now.saturating_duration_since(t) < Self::INTERVAL)
-        {
-            return;
-        }
-        let total = self.count(hit);
-        let since = total.saturating_sub(last.1[hit as usize]);
-        last.0 = Some(now);
-        last.1[hit as usize] = total;
         let key = match hit {
             LimitHit::Memory => "limits.max_memory_mb",
             LimitHit::Disk => "storage.max_disk_mb",
@@ -153,6 +131,7 @@ impl LimitLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn qos0_is_refused_before_qos1() {
@@ -177,7 +156,7 @@ mod tests {
     }
 
     #[test]
-    fn refusals_are_counted_and_logged_once_per_interval() {
+    fn refusals_are_counted_per_limit() {
         let log = LimitLog::default();
         let t0 = Instant::now();
         for i in 0..100 {
@@ -185,12 +164,8 @@ mod tests {
         }
         assert_eq!(log.count(LimitHit::Memory), 100);
         assert_eq!(log.count(LimitHit::Disk), 0);
-        // One line at t0; the next only after the interval, reporting what came since.
-        let last = log.last.lock();
-        assert_eq!(last.0, Some(t0));
-        assert_eq!(last.1[0], 1);
-        drop(last);
-        log.note(LimitHit::Memory, "test", t0 + LimitLog::INTERVAL);
-        assert_eq!(log.last.lock().1[0], 101);
+        // Each limit has its own interval (log_limit.rs): a memory line does not hide a disk one.
+        let lines = log.lines.lock();
+        assert!(lines[1].clone().note(0, t0).is_some());
     }
 }

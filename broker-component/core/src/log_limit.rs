@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 /// One line per this interval at most.
 const INTERVAL: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct LogLimit {
     unlogged: u64,
     next: Option<Instant>,
