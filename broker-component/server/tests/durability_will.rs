@@ -158,6 +158,16 @@ impl Drop for Watcher {
     }
 }
 
+/// Starts the broker on `dir` again: it restores no will, and a subscriber to every will
+/// topic receives nothing (`what` says what must not have come back).
+fn no_will_after_restart(dir: &Path, what: &str) {
+    let broker = Broker::start_with_store(bin(), dir, &[]);
+    assert_eq!(restored_wills(&broker), "wills=0");
+    let w = Watcher::start(broker.port(), "watcher-after");
+    thread::sleep(QUIET);
+    assert!(w.payloads().is_empty(), "{what}: {:?}", w.payloads());
+}
+
 #[test]
 fn a_pending_will_survives_a_crash_and_is_published_once_after_its_delay() {
     let dir = scratch_dir("will-pending");
@@ -188,15 +198,7 @@ fn a_pending_will_survives_a_crash_and_is_published_once_after_its_delay() {
     broker.kill();
 
     // Published before this crash: it does not come back.
-    let broker = Broker::start_with_store(bin(), &dir, &[]);
-    assert_eq!(restored_wills(&broker), "wills=0");
-    let w = Watcher::start(broker.port(), "watcher-2");
-    thread::sleep(QUIET);
-    assert!(
-        w.payloads().is_empty(),
-        "published again: {:?}",
-        w.payloads()
-    );
+    no_will_after_restart(&dir, "published again");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -238,15 +240,7 @@ fn the_will_of_a_connection_open_at_the_crash_is_published_after_the_restart() {
     barrier(broker.port(), "barrier-2");
     broker.kill();
 
-    let broker = Broker::start_with_store(bin(), &dir, &[]);
-    assert_eq!(restored_wills(&broker), "wills=0");
-    let w = Watcher::start(broker.port(), "watcher-2");
-    thread::sleep(QUIET);
-    assert!(
-        w.payloads().is_empty(),
-        "published again: {:?}",
-        w.payloads()
-    );
+    no_will_after_restart(&dir, "published again");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -262,15 +256,7 @@ fn a_will_cancelled_by_a_reconnect_does_not_come_back() {
     barrier(port, "barrier");
     broker.kill();
 
-    let broker = Broker::start_with_store(bin(), &dir, &[]);
-    assert_eq!(restored_wills(&broker), "wills=0");
-    let w = Watcher::start(broker.port(), "watcher");
-    thread::sleep(QUIET);
-    assert!(
-        w.payloads().is_empty(),
-        "a cancelled will came back: {:?}",
-        w.payloads()
-    );
+    no_will_after_restart(&dir, "a cancelled will came back");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -289,15 +275,7 @@ fn a_will_deleted_by_a_normal_disconnect_does_not_come_back() {
     barrier(port, "barrier");
     broker.kill();
 
-    let broker = Broker::start_with_store(bin(), &dir, &[]);
-    assert_eq!(restored_wills(&broker), "wills=0");
-    let w = Watcher::start(broker.port(), "watcher");
-    thread::sleep(QUIET);
-    assert!(
-        w.payloads().is_empty(),
-        "a deleted will came back: {:?}",
-        w.payloads()
-    );
+    no_will_after_restart(&dir, "a deleted will came back");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
