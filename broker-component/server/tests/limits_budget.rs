@@ -174,7 +174,9 @@ fn disk_budget_refuses_with_quota_exceeded_and_recovers() {
     std::thread::sleep(Duration::from_millis(200));
 
     let mut p = Raw::connect(port, V5, "disk-flooder");
-    // 8 MiB of budget: 64 KiB messages refused after about 128.
+    // 8 MiB of budget: 64 KiB messages refused after at most 128 (plus the one window in
+    // flight when the store noticed); redb holds a changed page twice until the next commit,
+    // so from about 64 on.
     let codes = flood(
         &mut p,
         b"disk/a",
@@ -188,7 +190,7 @@ fn disk_budget_refuses_with_quota_exceeded_and_recovers() {
     println!("disk budget 8 MiB: {accepted} accepted, {refused} refused (0x97)");
     assert!(refused >= 20, "0x97 at the disk budget: {codes:?}");
     assert!(
-        (60..=200).contains(&accepted),
+        (40..=132).contains(&accepted),
         "{accepted} messages of 64 KiB fill 8 MiB"
     );
     assert!(b.wait_for_log("storage.max_disk_mb reached", WAIT));

@@ -109,6 +109,8 @@ impl Journal {
                 max: max_disk_bytes,
                 full: Full::No,
                 last_measured: None,
+                last_used: 0,
+                written_since: 0,
             },
             shared: Arc::clone(&shared),
             notify,
@@ -119,7 +121,7 @@ impl Journal {
             stats_since: Instant::now(),
         };
         let translator = Translator::new(refs);
-        committer.check_disk();
+        committer.check_disk(0);
         let threads = vec![std::thread::Builder::new()
             .name("store".into())
             .spawn(move || committer.run(translator, rx))?];
@@ -203,12 +205,22 @@ struct DiskBudget {
     /// Bytes (`u64::MAX` = no budget).
     max: u64,
     full: Full,
-    /// When the engine last counted its pages (at most every `MEASURE_EVERY`).
+    /// When the engine last counted its pages (at most every `MEASURE_EVERY`, unless
+    /// `written_since` may have reached the budget).
     last_measured: Option<Instant>,
+    /// What the engine counted then.
+    last_used: u64,
+    /// Keys and values put since then: what the store may have grown by (× `GROWTH`).
+    written_since: u64,
 }
 
 /// How often, near the budget, the engine's used pages are counted (a walk of its trees).
 const MEASURE_EVERY: Duration = Duration::from_millis(100);
+
+/// How much the engine's used pages may grow per byte put: redb copies the pages a commit
+/// changes and frees the old ones only after the next commit, so a message briefly takes
+/// about twice its size (measured: 16 MiB of 64 KiB messages showed 32 MiB used).
+const GROWTH: u64 = 2;
 
 /// How often a full store (a failed commit, or at the budget) is probed with an empty commit
 /// when nothing else arrives, so it takes messages again once there is room.
@@ -287,7 +299,7 @@ impl Committer {
                     self.unsynced = true;
                     self.sync_if_due(false);
                 }
-                self.check_disk();
+                self.check_disk(put_bytes(changes));
             }
             Err(e) => {
                 self.set_full(Full::Failed, None);
@@ -347,10 +359,12 @@ impl Committer {
         }
     }
 
-    /// After a commit: whether the store is (still) at its disk budget. Below 90% of it
-    /// (by the file's length, an upper bound) nothing is counted; nearer, the engine's used
-    /// pages are, at most every `MEASURE_EVERY`.
-    fn check_disk(&mut self) {
+    /// After a commit that put `written` bytes: whether the store is (still) at its disk
+    /// budget. Below 90% of it (by the file's length, an upper bound) nothing is counted;
+    /// nearer, the engine's used pages are, every `MEASURE_EVERY` or as soon as what was put
+    /// since the last count may have reached the budget, so a fast publisher overshoots it by
+    /// about one group commit, not by 100 ms of writes.
+    fn check_disk(&mut self, written: u64) {
         let max = self.disk.max;
         if self.disk.full == Full::Failed {
             // A commit just succeeded: the disk took it.
@@ -362,21 +376,33 @@ impl Committer {
         let under = max - max / 10;
         if self.engine.file_bytes() < under {
             self.set_full(Full::No, None);
+            self.disk.last_measured = None;
             return;
         }
+        let d = &mut self.disk;
+        d.written_since = d.written_since.saturating_add(written);
         let now = Instant::now();
-        if self
-            .disk
+        let may_be_over = d
+            .last_used
+            .saturating_add(d.written_since.saturating_mul(GROWTH))
+            >= max;
+        let recent = d
             .last_measured
-            .is_some_and(|t| now.saturating_duration_since(t) < MEASURE_EVERY)
-        {
+            .is_some_and(|t| now.saturating_duration_since(t) < MEASURE_EVERY);
+        if recent && !may_be_over {
             return;
         }
-        self.disk.last_measured = Some(now);
+        d.last_measured = Some(now);
         match self.engine.used_bytes() {
-            Ok(used) if used >= max => self.set_full(Full::Budget, Some(used)),
-            Ok(used) if used < under => self.set_full(Full::No, Some(used)),
-            Ok(_) => {} // between: as it was (hysteresis)
+            Ok(used) => {
+                self.disk.last_used = used;
+                self.disk.written_since = 0;
+                if used >= max {
+                    self.set_full(Full::Budget, Some(used));
+                } else if used < under {
+                    self.set_full(Full::No, Some(used));
+                } // between: as it was (hysteresis)
+            }
             Err(e) => tracing::warn!("store: cannot measure its size: {e}"),
         }
     }
@@ -387,7 +413,7 @@ impl Committer {
     fn probe_failed(&mut self) {
         if self.disk.full != Full::No && self.engine.sync().is_ok() {
             self.disk.last_measured = None;
-            self.check_disk();
+            self.check_disk(0);
         }
     }
 
@@ -424,4 +450,15 @@ impl Committer {
         self.unsynced = false;
         self.last_sync = Instant::now();
     }
+}
+
+/// The bytes of keys and values a batch puts (what it may add to the store).
+fn put_bytes(changes: &[Change]) -> u64 {
+    changes
+        .iter()
+        .map(|c| match c {
+            Change::Put(_, k, v) => (k.len() + v.len()) as u64,
+            Change::Delete(..) | Change::DeletePrefix(..) => 0,
+        })
+        .sum()
 }
