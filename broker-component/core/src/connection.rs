@@ -53,11 +53,31 @@ pub struct Output {
     /// back `transmit` (and whatever this connection sends after it) until the journal
     /// reports it durable (persist.rs).
     pub durable_after: crate::persist::Ticket,
+    /// Released by delivery (handle_publish.rs): the ticket of what this event recorded only
+    /// to keep `soft_messages` for their subscribers. Once each of those is `delivered()`,
+    /// the output need not wait for it (only for `durable_after`).
+    pub soft_after: crate::persist::Ticket,
+    pub soft_messages: Vec<std::sync::Arc<crate::message::Message>>,
+    /// Workers whose held output may be released: a message they wait on was delivered
+    /// (`Message::delivered`). Duplicates possible.
+    pub delivered: Vec<u32>,
 }
 
 impl Output {
     pub fn new() -> Output {
         Output::default()
+    }
+
+    /// Drops what an event would have sent on its own connection (bytes, close, what they
+    /// wait for in the store), after a panic or where there is no connection (the broker's
+    /// timer); what names other connections (wakes, kicks, resumes, delivered) still goes.
+    pub fn discard_own(&mut self) {
+        self.transmit.clear();
+        self.close = false;
+        self.pause = false;
+        self.durable_after = 0;
+        self.soft_after = 0;
+        self.soft_messages.clear();
     }
 }
 
@@ -311,6 +331,19 @@ impl Connection {
         }
         tracing::info!(client = %self.client_id, "session taken over by a new connection");
         self.send_disconnect(broker, ReasonCode::SESSION_TAKEN_OVER, out);
+        self.close(broker, now, out, true);
+    }
+
+    /// The store could not write what this connection's held output acknowledges (a commit
+    /// failed, docs/storage.md "When the disk fails"): that output is dropped by the transport,
+    /// and a v5 client is told why (DISCONNECT 0x97 Quota exceeded) before the connection
+    /// closes, so it resends what it saw unacknowledged to a broker with room again.
+    pub fn handle_store_failed(&mut self, broker: &Broker, now: Instant, out: &mut Output) {
+        if self.state == State::Closed {
+            return;
+        }
+        tracing::warn!(client = %self.client_id, "closing connection: the store could not write what it would acknowledge");
+        self.send_disconnect(broker, ReasonCode::QUOTA_EXCEEDED, out);
         self.close(broker, now, out, true);
     }
 

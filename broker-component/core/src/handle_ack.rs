@@ -55,6 +55,13 @@ impl Connection {
             Some(pos) if s.inflight.get(pos).is_some_and(|i| i.state == expected) => {
                 if let Some(done) = s.inflight.remove(pos) {
                     broker.persist_unqueued(&s, &done.out);
+                    if done.out.entry != 0 {
+                        // The subscriber has it: its publisher's PUBACK need not wait for
+                        // the store any more (handle_publish.rs, "Released by delivery").
+                        if let Some(w) = done.out.msg.uncount() {
+                            out.delivered.push(w);
+                        }
+                    }
                 }
                 self.drain(broker, &mut s, now, out);
             }
@@ -94,6 +101,13 @@ impl Connection {
                 // §4.3.3: a PUBREC with an error ends the flow.
                 if let Some(done) = s.inflight.remove(pos) {
                     broker.persist_unqueued(&s, &done.out);
+                    if done.out.entry != 0 {
+                        // The subscriber has it: its publisher's PUBACK need not wait for
+                        // the store any more (handle_publish.rs, "Released by delivery").
+                        if let Some(w) = done.out.msg.uncount() {
+                            out.delivered.push(w);
+                        }
+                    }
                 }
                 self.drain(broker, &mut s, now, out);
                 return;

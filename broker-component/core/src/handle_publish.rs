@@ -104,14 +104,42 @@ impl Connection {
             tracing::debug!(client = %self.client_id, %topic, "PUBLISH to $SYS ignored");
             Routed::NoSubscribers
         } else {
-            let msg = Message::from_publish(
+            // Released by delivery (docs/storage.md): a QoS 1 message that is only queued
+            // for its subscribers (not retained, not held) needs the store only until each
+            // durable subscriber acknowledged it; its PUBACK may leave at whichever comes
+            // first, that or the commit. (QoS 2 waits for the commit: its packet id state
+            // must be durable whatever happens to the message.)
+            let soft = qos == QoS::AtLeastOnce
+                && !p.retain
+                && broker
+                    .journal
+                    .as_ref()
+                    .is_some_and(|j| j.backlog() < crate::persist::MAX_RELEASE_BACKLOG);
+            let mut msg = Message::from_publish(
                 p,
                 topic,
                 self.session_id,
                 broker.config.message_default_expiry_secs,
                 now,
             );
-            broker.publish(Arc::new(msg), Some(self.conn_ref), now, out)
+            if soft {
+                msg.release_by_delivery(self.conn_ref.worker);
+            }
+            let msg = Arc::new(msg);
+            let hard_before = out.durable_after;
+            let routed = broker.publish(Arc::clone(&msg), Some(self.conn_ref), now, out);
+            if soft && routed == Routed::Delivered && out.durable_after > hard_before {
+                // What routing recorded (the message, its queue entries) only keeps it for
+                // its subscribers: the output waits for that or for their acknowledgements.
+                out.soft_after = out.soft_after.max(out.durable_after);
+                out.durable_after = hard_before;
+                // Drop the routing guard: from here on, the last acknowledgement ends the
+                // count (and it may have come already).
+                if msg.uncount().is_none() {
+                    out.soft_messages.push(msg);
+                }
+            }
+            routed
         };
 
         let mut ack = PubAck::new(packet_id);

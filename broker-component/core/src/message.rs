@@ -3,7 +3,7 @@
 //! subscriber in the queues; each delivery encodes it once into the worker's
 //! transmit buffer, docs/architecture.md "Where bytes are copied").
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,6 +28,30 @@ pub struct Message {
     /// The id the durable store keeps this message under; 0 until its first durable
     /// reference writes it (persist.rs, `Broker::persist_message`).
     pub durable_id: AtomicU64,
+    /// Released by delivery (docs/storage.md): who waits for its deliveries.
+    pub(crate) release: Release,
+}
+
+/// Released by delivery (docs/storage.md): the durable queue entries of a message not yet
+/// acknowledged by their subscriber, plus one while the publish that made it is handled;
+/// counted only for a message whose publisher's PUBACK may wait on them.
+#[derive(Debug)]
+pub(crate) struct Release {
+    undelivered: AtomicU32,
+    /// The worker of the publisher's connection, told when `undelivered` reaches 0 so it
+    /// can send the PUBACK it holds; `NO_WORKER` for a message nothing waits on that way.
+    worker: u32,
+}
+
+const NO_WORKER: u32 = u32::MAX;
+
+impl Default for Release {
+    fn default() -> Release {
+        Release {
+            undelivered: AtomicU32::new(1),
+            worker: NO_WORKER,
+        }
+    }
 }
 
 impl Message {
@@ -72,7 +96,39 @@ impl Message {
             expires_at: expiry.map(|s| now + Duration::from_secs(u64::from(s))),
             publisher,
             durable_id: AtomicU64::new(0),
+            release: Release::default(),
         }
+    }
+
+    /// Counts this message's durable deliveries: once every one of them is acknowledged, its
+    /// publisher's PUBACK may leave before the store has written it (handle_publish.rs), and
+    /// worker `worker` is told (`Output::delivered`).
+    pub(crate) fn release_by_delivery(&mut self, worker: u32) {
+        self.release.worker = worker;
+    }
+
+    /// A durable queue entry of this message was created (under its session's lock, before
+    /// anyone can deliver it).
+    pub(crate) fn count_durable_entry(&self) {
+        if self.release.worker != NO_WORKER {
+            self.release.undelivered.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// A durable queue entry of this message was acknowledged by its subscriber, or (`guard`)
+    /// its publish was handled. Returns the worker to tell when that was the last one.
+    pub(crate) fn uncount(&self) -> Option<u32> {
+        let r = &self.release;
+        if r.worker == NO_WORKER {
+            return None;
+        }
+        (r.undelivered.fetch_sub(1, Ordering::AcqRel) == 1).then_some(r.worker)
+    }
+
+    /// Whether every durable delivery of this message has been acknowledged (and its publish
+    /// handled): what the store would keep of it is no longer needed to deliver it.
+    pub fn delivered(&self) -> bool {
+        self.release.undelivered.load(Ordering::Acquire) == 0
     }
 
     /// The message as a PUBLISH (no packet id, no per-delivery properties): how the store

@@ -49,7 +49,16 @@ pub trait Journal: Send + Sync {
     fn full(&self) -> bool {
         false
     }
+    /// Ops recorded and not yet durable: while it is large the store is behind, and a
+    /// publisher's PUBACK waits for it again (handle_publish.rs, "Released by delivery"), so
+    /// the journal's queue stays bounded by the publishers' windows.
+    fn backlog(&self) -> u64 {
+        0
+    }
 }
+
+/// Beyond this many ops waiting for the store, PUBACKs are no longer released by delivery.
+pub const MAX_RELEASE_BACKLOG: u64 = 16_384;
 
 /// One change of durable state. Deletes name the message they referred to, so the store
 /// can free a message with its last reference without reading anything back.
@@ -232,6 +241,7 @@ impl Broker {
         if o.entry == 0 || self.journal.is_none() {
             return;
         }
+        o.msg.count_durable_entry();
         let msg = self.persist_message(&o.msg, out);
         let op = Op::QueuePut {
             client: Arc::clone(&s.client_id),

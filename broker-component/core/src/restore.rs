@@ -80,6 +80,7 @@ impl Message {
             expires_at: expires_in.map(|d| now + d),
             publisher,
             durable_id: durable_id.into(),
+            release: Default::default(),
         }
     }
 }

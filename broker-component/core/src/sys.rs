@@ -75,6 +75,7 @@ impl Broker {
                 expires_at: None,
                 publisher: 0,
                 durable_id: Default::default(),
+                release: Default::default(),
             };
             // Not counted as received: they do not come from clients. Never
             // refused: a small fixed set, replaced in place, that must not

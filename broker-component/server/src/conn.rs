@@ -10,10 +10,13 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
+
+use musqratt_core::message::Message;
 use musqratt_core::{Broker, Connection};
 
 /// Bound on `pending_out` before the connection's input is no longer read.
@@ -62,7 +65,42 @@ pub struct Conn {
 #[derive(Default)]
 pub struct Out {
     bytes: BytesMut,
-    held: VecDeque<(u64, BytesMut)>,
+    held: VecDeque<Held>,
+}
+
+/// Output of one event waiting for the store: until the journal reports `ticket` durable,
+/// and `soft` too unless every one of `messages` was delivered (handle_publish.rs, "Released
+/// by delivery" in docs/storage.md).
+pub struct Held {
+    ticket: u64,
+    soft: u64,
+    messages: Vec<Arc<Message>>,
+    bytes: BytesMut,
+}
+
+impl Held {
+    /// What an event waits for; its bytes are added by `Conn::hold`.
+    pub fn new(ticket: u64, soft: u64, messages: Vec<Arc<Message>>) -> Held {
+        Held {
+            ticket,
+            soft,
+            messages,
+            bytes: BytesMut::new(),
+        }
+    }
+
+    /// Whether it may go with the journal durable up to `durable`: the tickets whose
+    /// outcome (`Journal::failed`) then decides whether it goes or its connection closes
+    /// (0 = none); `None` while it must wait.
+    pub fn ready(&self, durable: u64) -> Option<[u64; 2]> {
+        if self.ticket > durable {
+            return None;
+        }
+        if self.soft <= self.ticket || self.messages.iter().all(|m| m.delivered()) {
+            return Some([self.ticket, 0]);
+        }
+        (self.soft <= durable).then_some([self.ticket, self.soft])
+    }
 }
 
 /// What draining a half-closed connection found.
@@ -243,7 +281,7 @@ impl Conn {
     pub fn out_full(&self) -> bool {
         self.pending_out.as_ref().is_some_and(|o| {
             o.held.len() >= MAX_HELD_EVENTS
-                || o.bytes.len() + o.held.iter().map(|(_, b)| b.len()).sum::<usize>()
+                || o.bytes.len() + o.held.iter().map(|h| h.bytes.len()).sum::<usize>()
                     >= MAX_PENDING_OUT
         })
     }
@@ -266,24 +304,24 @@ impl Conn {
             .is_some_and(|o| !o.held.is_empty())
     }
 
-    /// Keeps `transmit` (taking its bytes) until the journal reports `ticket` durable.
-    pub fn hold(&mut self, ticket: u64, transmit: &mut BytesMut) {
-        let chunk = transmit.split();
+    /// Keeps `transmit` (taking its bytes) until `held` may go (`Held::ready`).
+    pub fn hold(&mut self, mut held: Held, transmit: &mut BytesMut) {
+        held.bytes = transmit.split();
         self.pending_out
             .get_or_insert_with(Default::default)
             .held
-            .push_back((ticket, chunk));
+            .push_back(held);
     }
 
-    /// Sends the held chunks whose ticket `ready` accepts, in order, stopping at the first it
-    /// does not. Returns whether anything is still held.
-    pub fn release(&mut self, mut ready: impl FnMut(u64) -> bool) -> io::Result<bool> {
+    /// Sends the held chunks `ready` accepts, in order, stopping at the first it does not.
+    /// Returns whether anything is still held.
+    pub fn release(&mut self, mut ready: impl FnMut(&Held) -> bool) -> io::Result<bool> {
         loop {
             let Some(out) = self.pending_out.as_mut() else {
                 return Ok(false);
             };
             let chunk = match out.held.front() {
-                Some((t, _)) if ready(*t) => out.held.pop_front().map(|(_, c)| c),
+                Some(h) if ready(h) => out.held.pop_front().map(|h| h.bytes),
                 Some(_) => return Ok(true),
                 None => {
                     self.free_out();

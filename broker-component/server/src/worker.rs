@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use musqratt_core::{Broker, ConnRef, Connection, Output};
 use slab::Slab;
 
-use crate::conn::{Conn, ReadOutcome};
+use crate::conn::{Conn, Held, ReadOutcome};
 use crate::inbox::{Msg, Shared};
 use crate::sched::SchedControl;
 
@@ -75,10 +75,23 @@ struct Router {
     id: u32,
     local: VecDeque<(ConnRef, Event)>,
     outboxes: Vec<Vec<Msg>>,
+    /// A message this worker's held output waits on was delivered (`Output::delivered`):
+    /// look at the held output again before sleeping.
+    recheck: bool,
 }
 
 impl Router {
     fn route(&mut self, out: &mut Output) {
+        for w in out.delivered.drain(..) {
+            if w == self.id {
+                self.recheck = true;
+            } else if let Some(outbox) = self.outboxes.get_mut(w as usize) {
+                // One look per batch is enough: it releases whatever is ready then.
+                if !matches!(outbox.last(), Some(Msg::Durable)) {
+                    outbox.push(Msg::Durable);
+                }
+            }
+        }
         for (list, ev) in [
             (&mut out.wakes, Event::Wake),
             (&mut out.kicks, Event::Kick),
@@ -145,6 +158,7 @@ impl Worker {
                 id,
                 local: VecDeque::new(),
                 outboxes: (0..workers).map(|_| Vec::new()).collect(),
+                recheck: false,
             },
             next_serial: 0,
             unfinished: Vec::new(),
@@ -254,7 +268,7 @@ impl Worker {
     }
 
     fn poll_timeout(&self, now: Instant) -> Duration {
-        if !self.unfinished.is_empty() || self.durable_recheck {
+        if !self.unfinished.is_empty() || self.durable_recheck || self.router.recheck {
             return Duration::ZERO;
         }
         self.next_deadline().saturating_duration_since(now)
@@ -414,14 +428,23 @@ impl Worker {
         let deadline = c.core.poll_timeout(&self.broker);
         // Output that acknowledges something the journal has not made durable yet waits for
         // it, and so does everything this connection sends after it (order is the protocol's).
+        // Output released by delivery (handle_publish.rs) may also go once the messages it
+        // acknowledges were acknowledged by their subscribers.
         let need = std::mem::take(&mut self.out.durable_after);
-        // `need` is 0 without a store, or when the event recorded nothing: no atomic load then.
+        let soft = std::mem::take(&mut self.out.soft_after);
+        // 0 without a store, or when the event recorded nothing: no atomic load then.
         let durable = match &self.broker.journal {
-            Some(j) if need != 0 || c.is_holding() => j.durable(),
+            Some(j) if need != 0 || soft != 0 || c.is_holding() => j.durable(),
             _ => u64::MAX,
         };
-        let sent = if c.is_holding() || need > durable {
-            c.hold(need, &mut self.out.transmit);
+        let waits = need > durable
+            || (soft > durable && !self.out.soft_messages.iter().all(|m| m.delivered()));
+        if !waits {
+            self.out.soft_messages.clear();
+        }
+        let sent = if c.is_holding() || waits {
+            let messages = std::mem::take(&mut self.out.soft_messages);
+            c.hold(Held::new(need, soft, messages), &mut self.out.transmit);
             let serial = c.core.conn_ref().serial;
             if !self.holding.contains(&(slot, serial)) {
                 self.holding.push((slot, serial));

@@ -12,7 +12,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use musqratt_test_support::hostile::{ack, publish, publish_packet_id};
-use musqratt_test_support::raw::{connect_with, subscribe, Raw, Read1, Version};
+use musqratt_test_support::raw::{self, connect_with, subscribe, Raw, Read1, Version};
 use musqratt_test_support::{
     broker_bin, mosquitto_pub, run_with_timeout, scratch_dir, Broker, Sub, WAIT,
 };
@@ -486,6 +486,16 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_full_disk_refuses_the_acknowledgement_and_the_broker_goes_on() {
+    full_disk(V);
+}
+
+/// A v5 publisher also hears why: DISCONNECT 0x97 (Quota exceeded) instead of its PUBACK.
+#[test]
+fn a_full_disk_tells_a_v5_publisher_quota_exceeded() {
+    full_disk(Version::V5);
+}
+
+fn full_disk(v: Version) {
     if !std::process::Command::new("id")
         .arg("-u")
         .output()
@@ -494,7 +504,11 @@ fn a_full_disk_refuses_the_acknowledgement_and_the_broker_goes_on() {
         eprintln!("SKIP: mounting a small tmpfs needs root");
         return;
     }
-    let dir = scratch_dir("durability-full");
+    let dir = scratch_dir(if v == V {
+        "durability-full"
+    } else {
+        "durability-full-v5"
+    });
     std::fs::create_dir_all(&dir).unwrap();
     let mounted = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
@@ -507,21 +521,30 @@ fn a_full_disk_refuses_the_acknowledgement_and_the_broker_goes_on() {
     let port = broker.port();
     // A persistent-session subscriber that never reads: every message stays queued, on disk.
     let _sub = {
-        let mut c = Raw::connect_bytes(port, V, &connect_with(V, "full-sub", 60, false));
-        c.send(&subscribe(V, 1, "full/#", 1));
+        let mut c = Raw::connect_bytes(port, v, &persistent_connect(v, "full-sub"));
+        c.send(&subscribe(v, 1, "full/#", 1));
         let p = c.expect_packet(WAIT);
         assert_eq!(p.kind(), 9, "SUBACK");
         c
     };
-    let mut p = Raw::connect_bytes(port, V, &connect_with(V, "full-pub", 60, true));
+    let mut p = Raw::connect_bytes(port, v, &connect_with(v, "full-pub", 60, true));
     let payload = vec![b'x'; 60_000];
     let mut acked = 0;
     let mut refused = false;
     for i in 1..=200u16 {
-        p.send(&publish(V, b"full/t", &payload, 1, i));
+        p.send(&publish(v, b"full/t", &payload, 1, i));
         match p.read(WAIT) {
             Read1::Packet(a) if a.kind() == 4 => acked += 1,
-            Read1::Closed => {
+            Read1::Closed if v == V => {
+                refused = true;
+                break;
+            }
+            Read1::Packet(d) if v != V && d.kind() == 14 => {
+                assert_eq!(d.body.first(), Some(&0x97), "DISCONNECT reason: {d:?}");
+                assert!(
+                    matches!(p.read(WAIT), Read1::Closed),
+                    "closed after DISCONNECT"
+                );
                 refused = true;
                 break;
             }
@@ -546,4 +569,19 @@ fn a_full_disk_refuses_the_acknowledgement_and_the_broker_goes_on() {
         "broker does not serve after a full disk"
     );
     println!("full disk: {acked} messages of 60 kB acknowledged before the refusal");
+}
+
+/// CONNECT, clean start off; for v5 with Session Expiry Interval 3600 (without it a v5
+/// session ends with its connection, and nothing of it is stored).
+fn persistent_connect(v: Version, client_id: &str) -> Vec<u8> {
+    if v == V {
+        return connect_with(v, client_id, 60, false);
+    }
+    let mut body = raw::string(b"MQTT");
+    body.push(5);
+    body.push(0x00); // flags: clean start off
+    body.extend_from_slice(&60u16.to_be_bytes());
+    body.extend_from_slice(&[5, 0x11, 0, 0, 0x0e, 0x10]); // properties: expiry 3600
+    body.extend(raw::string(client_id.as_bytes()));
+    raw::packet(0x10, &body)
 }

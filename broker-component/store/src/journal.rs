@@ -188,6 +188,11 @@ impl persist::Journal for Journal {
     fn full(&self) -> bool {
         self.shared.full.load(Ordering::Relaxed)
     }
+
+    fn backlog(&self) -> u64 {
+        let next = self.shared.next.load(Ordering::Relaxed);
+        next.saturating_sub(self.shared.durable.load(Ordering::Relaxed))
+    }
 }
 
 /// Why the store takes no new messages.

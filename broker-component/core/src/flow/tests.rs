@@ -47,6 +47,7 @@ fn outgoing(qos: QoS) -> Outgoing {
             expires_at: None,
             publisher: 0,
             durable_id: Default::default(),
+            release: Default::default(),
         }),
         qos,
         retain: false,

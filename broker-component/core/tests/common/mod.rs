@@ -32,6 +32,11 @@ pub struct Harness {
     next_serial: u64,
     /// The journal ticket the last packet's output waited for (`Output::durable_after`).
     pub last_durable_after: u64,
+    /// What the last packet's output may be released by instead (`Output::soft_after`,
+    /// `Output::soft_messages`), and the workers it told of deliveries (`Output::delivered`).
+    pub last_soft_after: u64,
+    pub last_soft_messages: Vec<Arc<musqratt_core::message::Message>>,
+    pub last_delivered: Vec<u32>,
 }
 
 pub type Id = u64;
@@ -49,6 +54,9 @@ impl Harness {
             clients: HashMap::new(),
             next_serial: 1,
             last_durable_after: 0,
+            last_soft_after: 0,
+            last_soft_messages: Vec::new(),
+            last_delivered: Vec::new(),
         }
     }
 
@@ -60,6 +68,9 @@ impl Harness {
             clients: HashMap::new(),
             next_serial: 1,
             last_durable_after: 0,
+            last_soft_after: 0,
+            last_soft_messages: Vec::new(),
+            last_delivered: Vec::new(),
         }
     }
 
@@ -122,6 +133,9 @@ impl Harness {
         let data = std::mem::take(&mut c.unread);
         let used = c.conn.handle_bytes(&broker, &data, now, &mut out);
         self.last_durable_after = out.durable_after;
+        self.last_soft_after = out.soft_after;
+        self.last_soft_messages = std::mem::take(&mut out.soft_messages);
+        self.last_delivered = std::mem::take(&mut out.delivered);
         if out.pause {
             c.paused = true;
             c.unread = data[used..].to_vec();

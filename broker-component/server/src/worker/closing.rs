@@ -55,9 +55,7 @@ impl Worker {
         panic: &(dyn Any + Send),
     ) {
         let what = panic_message(panic);
-        self.out.transmit.clear();
-        self.out.close = false;
-        self.out.pause = false;
+        self.out.discard_own();
         self.router.route(&mut self.out);
         match self.conns.get_mut(slot) {
             Some(c) if serial == Some(c.core.conn_ref().serial) => {
@@ -164,8 +162,7 @@ impl Worker {
                 );
             }
         }
-        self.out.transmit.clear();
-        self.out.close = false;
+        self.out.discard_own();
         self.router.route(&mut self.out);
         let _ = self.registry.deregister(&mut c.stream);
         self.shared.live.fetch_sub(1, Ordering::Relaxed);

@@ -25,6 +25,7 @@ impl Worker {
     /// Sends what the journal has made durable since the last look.
     pub(super) fn release_durable(&mut self, now: Instant) {
         self.durable_recheck = false;
+        self.router.recheck = false;
         if self.holding.is_empty() {
             return;
         }
@@ -40,16 +41,24 @@ impl Worker {
                 continue;
             };
             let mut failed = false;
-            let released = c.release(|t| {
-                if t > durable {
+            let released = c.release(|h| {
+                let Some(tickets) = h.ready(durable) else {
                     return false;
-                }
-                failed |= journal.failed(t);
+                };
+                failed |= tickets.iter().any(|&t| t != 0 && journal.failed(t));
                 !failed
             });
             if failed {
-                tracing::warn!(client = %c.core.client_id(), "closing connection: the store could not write what it would acknowledge");
-                self.fail(slot, now);
+                // What it held acknowledges what the store lost: dropped; a v5 client hears
+                // why (DISCONNECT 0x97), then the connection closes.
+                c.discard_out();
+                c.core.handle_store_failed(&self.broker, now, &mut self.out);
+                // The close's own records (its session, a will) hold nothing: no output is
+                // left to order behind them.
+                self.out.durable_after = 0;
+                self.out.soft_after = 0;
+                self.out.soft_messages.clear();
+                self.after(slot, now);
                 continue;
             }
             if released.is_ok() && c.read_paused && !c.out_full() {

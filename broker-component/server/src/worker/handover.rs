@@ -58,7 +58,11 @@ pub(super) fn hand_over(shared: &Shared, target: usize, batch: &mut Vec<Msg>) {
     // Wake the target if it must not sleep as long as it planned: work left
     // for it (zero timeout), or a deadline the handlers moved earlier (a
     // closing connection's linger or drain, a paused publisher's stall).
-    if !w.unfinished.is_empty() || w.durable_recheck || w.next_deadline() < before {
+    if !w.unfinished.is_empty()
+        || w.durable_recheck
+        || w.router.recheck
+        || w.next_deadline() < before
+    {
         inbox.wake();
     }
 }

@@ -15,8 +15,7 @@ impl Worker {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| broker.handle_timeout(now, out))) {
                 tracing::error!("panic in the broker's timer: {}", panic_message(&*panic));
             }
-            self.out.transmit.clear();
-            self.out.close = false;
+            self.out.discard_own();
             self.router.route(&mut self.out);
             self.run_local(now);
         }
