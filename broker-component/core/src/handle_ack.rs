@@ -54,14 +54,7 @@ impl Connection {
         match s.inflight.iter().position(|i| i.packet_id == id) {
             Some(pos) if s.inflight.get(pos).is_some_and(|i| i.state == expected) => {
                 if let Some(done) = s.inflight.remove(pos) {
-                    broker.persist_unqueued(&s, &done.out);
-                    if done.out.entry != 0 {
-                        // The subscriber has it: its publisher's PUBACK need not wait for
-                        // the store any more (handle_publish.rs, "Released by delivery").
-                        if let Some(w) = done.out.msg.uncount() {
-                            out.delivered.push(w);
-                        }
-                    }
+                    broker.entry_done(&s, &done.out, out);
                 }
                 self.drain(broker, &mut s, now, out);
             }
@@ -100,14 +93,7 @@ impl Connection {
             (Some(pos), Some(InflightState::AwaitPubRec)) if a.reason_code.is_error() => {
                 // §4.3.3: a PUBREC with an error ends the flow.
                 if let Some(done) = s.inflight.remove(pos) {
-                    broker.persist_unqueued(&s, &done.out);
-                    if done.out.entry != 0 {
-                        // The subscriber has it: its publisher's PUBACK need not wait for
-                        // the store any more (handle_publish.rs, "Released by delivery").
-                        if let Some(w) = done.out.msg.uncount() {
-                            out.delivered.push(w);
-                        }
-                    }
+                    broker.entry_done(&s, &done.out, out);
                 }
                 self.drain(broker, &mut s, now, out);
                 return;

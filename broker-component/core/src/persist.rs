@@ -270,6 +270,19 @@ impl Broker {
         self.record_quietly(op);
     }
 
+    /// The subscriber acknowledged `o` (or refused it for good, a PUBREC with an error): the
+    /// entry is deleted, and the message counts one durable delivery less. The last one tells
+    /// its publisher's worker, whose PUBACK need not wait for the store any more
+    /// (handle_publish.rs, docs/storage.md "Released by delivery").
+    pub(crate) fn entry_done(&self, s: &Session, o: &Outgoing, out: &mut Output) {
+        self.persist_unqueued(s, o);
+        if o.entry != 0 {
+            if let Some(w) = o.msg.uncount() {
+                out.delivered.push(w);
+            }
+        }
+    }
+
     /// A QoS 2 delivery got its packet id or moved on in its flow.
     pub(crate) fn persist_sent(&self, s: &Session, i: &Inflight, out: &mut Output) {
         if i.out.entry == 0 || i.out.qos != QoS::ExactlyOnce {
