@@ -521,7 +521,7 @@ fn full_disk(v: Version) {
     let port = broker.port();
     // A persistent-session subscriber that never reads: every message stays queued, on disk.
     let _sub = {
-        let mut c = Raw::connect_bytes(port, v, &persistent_connect(v, "full-sub"));
+        let mut c = Raw::connect_bytes(port, v, &raw::persistent_connect(v, "full-sub"));
         c.send(&subscribe(v, 1, "full/#", 1));
         let p = c.expect_packet(WAIT);
         assert_eq!(p.kind(), 9, "SUBACK");
@@ -569,19 +569,4 @@ fn full_disk(v: Version) {
         "broker does not serve after a full disk"
     );
     println!("full disk: {acked} messages of 60 kB acknowledged before the refusal");
-}
-
-/// CONNECT, clean start off; for v5 with Session Expiry Interval 3600 (without it a v5
-/// session ends with its connection, and nothing of it is stored).
-fn persistent_connect(v: Version, client_id: &str) -> Vec<u8> {
-    if v == V {
-        return connect_with(v, client_id, 60, false);
-    }
-    let mut body = raw::string(b"MQTT");
-    body.push(5);
-    body.push(0x00); // flags: clean start off
-    body.extend_from_slice(&60u16.to_be_bytes());
-    body.extend_from_slice(&[5, 0x11, 0, 0, 0x0e, 0x10]); // properties: expiry 3600
-    body.extend(raw::string(client_id.as_bytes()));
-    raw::packet(0x10, &body)
 }

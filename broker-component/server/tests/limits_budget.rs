@@ -166,7 +166,7 @@ fn disk_budget_refuses_with_quota_exceeded_and_recovers() {
     let port = b.port();
     // A persistent v5 session (expiry 1 h) subscribed at QoS 1, then gone: its queue is stored.
     let mut sub = Raw::tcp(port, V5);
-    sub.send(&persistent_connect("offline-sub"));
+    sub.send(&raw::persistent_connect(V5, "offline-sub"));
     hostile::expect_packet_kind(&mut sub, 2, "CONNACK");
     sub.send(&raw::subscribe(V5, 1, "disk/#", 1));
     hostile::expect_packet_kind(&mut sub, 9, "SUBACK");
@@ -196,7 +196,7 @@ fn disk_budget_refuses_with_quota_exceeded_and_recovers() {
     assert!(b.wait_for_log("storage.max_disk_mb reached", WAIT));
     // The subscriber comes back and takes its queue: the store drains and takes messages again.
     let mut sub = Raw::tcp(port, V5);
-    sub.send(&persistent_connect("offline-sub"));
+    sub.send(&raw::persistent_connect(V5, "offline-sub"));
     hostile::expect_packet_kind(&mut sub, 2, "CONNACK");
     let mut got = 0;
     while got < accepted {
@@ -211,15 +211,4 @@ fn disk_budget_refuses_with_quota_exceeded_and_recovers() {
     let again = flood(&mut p, b"disk/a", 1, 1, |_| {}, |_| false);
     assert_eq!(again, vec![0], "accepted again after the queue drained");
     hostile::survives(&mut b, 2, "disk budget flood");
-}
-
-/// CONNECT v5, clean start off, Session Expiry Interval 3600.
-fn persistent_connect(client_id: &str) -> Vec<u8> {
-    let mut body = raw::string(b"MQTT");
-    body.push(5);
-    body.push(0x00); // flags: clean start off
-    body.extend_from_slice(&60u16.to_be_bytes());
-    body.extend_from_slice(&[5, 0x11, 0, 0, 0x0e, 0x10]); // properties: expiry 3600
-    body.extend(raw::string(client_id.as_bytes()));
-    raw::packet(0x10, &body)
 }

@@ -284,6 +284,22 @@ pub fn connect_with(v: Version, client_id: &str, keep_alive: u16, clean: bool) -
     packet(0x10, &body)
 }
 
+/// CONNECT of a session that outlives its connection: clean session / clean start off, keep
+/// alive 60 s, and for v5 a Session Expiry Interval of 3600 s (without it a v5 session ends
+/// with its connection).
+pub fn persistent_connect(v: Version, client_id: &str) -> Vec<u8> {
+    if v != Version::V5 {
+        return connect_with(v, client_id, 60, false);
+    }
+    let mut body = string(b"MQTT");
+    body.push(5);
+    body.push(0x00); // flags: clean start off
+    body.extend_from_slice(&60u16.to_be_bytes());
+    body.extend_from_slice(&[5, 0x11, 0, 0, 0x0e, 0x10]); // properties: expiry 3600
+    body.extend(string(client_id.as_bytes()));
+    packet(0x10, &body)
+}
+
 impl Raw {
     /// Open a connection, send `connect_bytes` (a CONNECT) and expect a successful CONNACK.
     pub fn connect_bytes(port: u16, version: Version, connect_bytes: &[u8]) -> Raw {
