@@ -83,7 +83,6 @@ impl Supervisor {
         }
     }
 
-    #[cfg(test)]
     pub fn is_done(&self) -> bool {
         self.state == State::Done
     }

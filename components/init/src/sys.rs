@@ -8,7 +8,6 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -272,11 +271,9 @@ pub fn mount_data(cfg: &Config) -> Result<Option<&'static str>, String> {
             "data disk {dev} is blank: creating a filesystem ({} -q -F {dev})",
             cfg.mkfs
         ));
-        let status = Command::new(&cfg.mkfs)
-            .args(["-q", "-F", dev])
-            .status()
-            .map_err(|e| format!("data disk {dev}: run {}: {e}", cfg.mkfs))?;
-        if !status.success() {
+        let args = ["-q", "-F", dev].map(String::from);
+        let status = run(&cfg.mkfs, &args).map_err(|e| format!("data disk {dev}: {e}"))?;
+        if status != ExitStatus::Code(0) {
             return Err(format!("data disk {dev}: {} failed: {status}", cfg.mkfs));
         }
         step = disk::after_mkfs_mount(try_mount_data(dev, fstype), fstype);
@@ -394,7 +391,7 @@ pub const STOP_SIGNALS: [Signal; 4] = [
 
 /// Blocks the signals (so they queue until read) and opens the signalfd. Call first thing:
 /// a SIGTERM during boot then waits and stops the broker as soon as it runs. Children do not
-/// inherit the block: std's Command resets the signal mask before exec.
+/// inherit the block: `spawn` clears the mask in the child.
 pub fn block_signals() -> Result<Signals, String> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
@@ -457,15 +454,56 @@ pub fn read_power_key(mut dev: &File) -> bool {
     pressed
 }
 
+/// Starts `program` with `args` (argv[0] is the program), our environment, and the console
+/// as stdio. Not std's Command: it leaves the child our signal mask, and init blocks SIGTERM
+/// (caught by the supervise test: a broker that never dies of SIGTERM). posix_spawn with
+/// SETSIGMASK/SETSIGDEF starts the child with nothing blocked and default dispositions.
+pub fn spawn(program: &str, args: &[String]) -> Result<Pid, String> {
+    use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+    let cstr = |s: &str| CString::new(s).map_err(|e| format!("start {program}: {e}"));
+    let mut argv = vec![cstr(program)?];
+    for a in args {
+        argv.push(cstr(a)?);
+    }
+    let env = std::env::vars()
+        .map(|(k, v)| cstr(&format!("{k}={v}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut sigdefault = SigSet::empty();
+    sigdefault.add(Signal::SIGCHLD);
+    for s in STOP_SIGNALS {
+        sigdefault.add(s);
+    }
+    let err = |e: Errno| format!("start {program}: {e}");
+    let mut attr = PosixSpawnAttr::init().map_err(err)?;
+    attr.set_sigmask(&SigSet::empty()).map_err(err)?;
+    attr.set_sigdefault(&sigdefault).map_err(err)?;
+    attr.set_flags(
+        PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+    )
+    .map_err(err)?;
+    let actions = PosixSpawnFileActions::init().map_err(err)?;
+    nix::spawn::posix_spawn(program, &actions, &attr, &argv, &env).map_err(err)
+}
+
 /// Starts /bin/musqratt with these arguments; its stdout and stderr are ours (the console).
+/// The reaper loop collects it like every other child.
 pub fn spawn_broker(program: &str, args: &[String]) -> Result<Pid, String> {
-    let child = Command::new(program)
-        .args(args)
-        .current_dir("/")
-        .spawn()
-        .map_err(|e| format!("start {program}: {e}"))?;
-    // The Child handle is dropped without waiting: the reaper loop collects every child.
-    Ok(Pid::from_raw(child.id() as i32))
+    spawn(program, args)
+}
+
+/// Runs a program to completion (mkfs, before the supervision loop starts).
+fn run(program: &str, args: &[String]) -> Result<ExitStatus, String> {
+    let pid = spawn(program, args)?;
+    loop {
+        match nix::sys::wait::waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus::Code(code)),
+            Ok(WaitStatus::Signaled(_, sig, core)) => {
+                return Ok(ExitStatus::Signal(sig as i32, core))
+            }
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(format!("wait for {program}: {e}")),
+        }
+    }
 }
 
 /// Reaps every exited child (PID 1 inherits orphans); returns the broker's status if it was
@@ -508,6 +546,7 @@ pub fn poll_fds<'a>(signals: &'a Signals, inputs: &'a [File]) -> Vec<nix::poll::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     /// Set in the re-executed test process that runs inside the namespaces.
     const CHILD: &str = "MUSQRATT_INIT_NETNS_CHILD";
