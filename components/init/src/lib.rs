@@ -9,6 +9,7 @@ pub mod cmdline;
 pub mod disk;
 pub mod input;
 pub mod modules;
+pub mod net;
 pub mod netlink;
 pub mod shutdown;
 pub mod sys;

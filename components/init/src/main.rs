@@ -60,7 +60,7 @@ fn main() {
         )),
         None => log("no musqratt.data= on the kernel command line: the broker runs --in-memory"),
     }
-    if let Err(e) = sys::configure_network(&cfg) {
+    if let Err(e) = musqratt_init::net::configure_network(&cfg) {
         fatal(&e);
     }
     let inputs = sys::open_input_devices();
