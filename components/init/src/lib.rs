@@ -33,6 +33,7 @@ pub fn supervise(
 ) -> ! {
     let start = Instant::now();
     let mut sup = Supervisor::new(stop_timeout);
+    let mut alive = vec![true; inputs.len()];
     loop {
         let timeout = match sup.next_deadline() {
             None => PollTimeout::NONE,
@@ -42,15 +43,33 @@ pub fn supervise(
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut fds = sys::poll_fds(signals, inputs);
+        let watched: Vec<&std::fs::File> = inputs
+            .iter()
+            .zip(&alive)
+            .filter_map(|(f, a)| a.then_some(f))
+            .collect();
+        let mut fds = sys::poll_fds(signals, &watched);
         // EINTR and friends: just look at everything again.
         let _ = nix::poll::poll(&mut fds, timeout);
-        let input_ready: Vec<bool> = fds
+        let revents: Vec<PollFlags> = fds
             .iter()
             .skip(1)
-            .map(|p| p.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
+            .map(|p| p.revents().unwrap_or(PollFlags::empty()))
             .collect();
         drop(fds);
+        let mut pressed = false;
+        for (dev, r) in watched.iter().zip(&revents) {
+            pressed |= r.contains(PollFlags::POLLIN) && sys::read_power_key(dev);
+        }
+        // A device that errors (unplugged, closed) would make every poll return at once:
+        // stop watching it.
+        let dead = PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
+        let mut results = revents.iter();
+        for a in alive.iter_mut().filter(|a| **a) {
+            if results.next().is_some_and(|r| r.intersects(dead)) {
+                *a = false;
+            }
+        }
 
         let stops = signals.drain();
         // Reap after draining (a SIGCHLD read is never lost: the reap sees its child) and
@@ -61,11 +80,9 @@ pub fn supervise(
             .into_iter()
             .collect();
         events.extend(stops.into_iter().map(Event::StopRequested));
-        for (dev, ready) in inputs.iter().zip(input_ready) {
-            if ready && sys::read_power_key(dev) {
-                log("power button pressed");
-                events.push(Event::StopRequested(Signal::SIGPWR as i32));
-            }
+        if pressed {
+            log("power button pressed");
+            events.push(Event::StopRequested(Signal::SIGPWR as i32));
         }
         events.push(Event::Tick);
 

@@ -440,7 +440,7 @@ pub fn send_signal(pid: Pid, sig: Signal) {
 }
 
 /// Helper for poll: the signalfd and input devices as borrowed fds.
-pub fn poll_fds<'a>(signals: &'a Signals, inputs: &'a [File]) -> Vec<nix::poll::PollFd<'a>> {
+pub fn poll_fds<'a>(signals: &'a Signals, inputs: &[&'a File]) -> Vec<nix::poll::PollFd<'a>> {
     let mut fds = vec![nix::poll::PollFd::new(
         signals.fd().as_fd(),
         nix::poll::PollFlags::POLLIN,
@@ -448,7 +448,7 @@ pub fn poll_fds<'a>(signals: &'a Signals, inputs: &'a [File]) -> Vec<nix::poll::
     fds.extend(
         inputs
             .iter()
-            .map(|f| nix::poll::PollFd::new(f.as_fd(), nix::poll::PollFlags::POLLIN)),
+            .map(|&f| nix::poll::PollFd::new(f.as_fd(), nix::poll::PollFlags::POLLIN)),
     );
     fds
 }

@@ -15,7 +15,7 @@ use musqratt_init::{supervise, sys};
 const CASE: &str = "MUSQRATT_INIT_SUPERVISE_CASE";
 
 /// (case, stand-in broker script, expected lines after the start).
-const CASES: [(&str, &str, &[&str]); 4] = [
+const CASES: [(&str, &str, &[&str]); 5] = [
     (
         // A child must not inherit init's blocked signals (std's Command would pass them on).
         "broker_starts_with_no_signal_blocked",
@@ -44,7 +44,29 @@ const CASES: [(&str, &str, &[&str]); 4] = [
             "init: broker exited after SIGKILL: killed by signal 9 (SIGKILL)",
         ],
     ),
+    (
+        // The ACPI power button as evdev reports it (here a file holding one KEY_POWER press).
+        "power_button_stops_it",
+        "exec sleep 30",
+        &[
+            "init: power button pressed",
+            "init: SIGPWR: stopping the broker (SIGTERM, SIGKILL after 1 s)",
+            "init: broker exited after SIGTERM: killed by signal 15 (SIGTERM)",
+        ],
+    ),
 ];
+
+/// Where the parent leaves the fake input device for the power-button case.
+const POWER_EVENTS: &str = "MUSQRATT_INIT_POWER_EVENTS";
+
+/// One `struct input_event`: EV_KEY, KEY_POWER, pressed.
+fn power_press() -> Vec<u8> {
+    let mut e = vec![0u8; 16];
+    e.extend_from_slice(&1u16.to_ne_bytes());
+    e.extend_from_slice(&116u16.to_ne_bytes());
+    e.extend_from_slice(&1i32.to_ne_bytes());
+    e
+}
 
 fn child(case: &str) -> ! {
     // The guard that makes this safe: only ever power off as PID 1 of our own namespace.
@@ -60,7 +82,13 @@ fn child(case: &str) -> ! {
     let signals = sys::block_signals().unwrap_or_else(|e| sys::fatal(&e));
     let broker = sys::spawn_broker("/bin/sh", &["-c".to_string(), script.to_string()])
         .unwrap_or_else(|e| sys::fatal(&e));
-    supervise(&signals, &[], broker, Duration::from_secs(1))
+    let inputs: Vec<std::fs::File> = std::env::var(POWER_EVENTS)
+        .ok()
+        .filter(|_| case == "power_button_stops_it")
+        .and_then(|p| std::fs::File::open(p).ok())
+        .into_iter()
+        .collect();
+    supervise(&signals, &inputs, broker, Duration::from_secs(1))
 }
 
 fn main() {
@@ -76,12 +104,15 @@ fn main() {
         return;
     }
     let exe = std::env::current_exe().expect("current_exe");
+    let events = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("power-button-events");
+    std::fs::write(&events, power_press()).expect("write the fake input device");
     let mut failed = 0;
     for (case, _, expected) in CASES {
         let out = Command::new("timeout")
             .args(["30", "unshare", "-Urpf", "--"])
             .arg(&exe)
             .env(CASE, case)
+            .env(POWER_EVENTS, &events)
             .stdin(Stdio::null())
             .output()
             .expect("run unshare");
