@@ -426,6 +426,10 @@ impl Committer {
         if self.disk.full == full {
             return;
         }
+        // The flag first: whoever reads the log line (a test, an operator) sees the state it
+        // names already in force.
+        self.disk.full = full;
+        self.shared.full.store(full != Full::No, Ordering::Relaxed);
         let mib = |b: u64| b >> 20;
         match full {
             Full::Budget => tracing::warn!(
@@ -441,8 +445,6 @@ impl Committer {
                 "store: takes messages again"
             ),
         }
-        self.disk.full = full;
-        self.shared.full.store(full != Full::No, Ordering::Relaxed);
     }
 
     fn sync_if_due(&mut self, force: bool) {

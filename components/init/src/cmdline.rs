@@ -44,6 +44,9 @@ pub struct Config {
     /// `musqratt.args="--log-level debug"`: appended to the broker's arguments (split on
     /// spaces; repeating the parameter appends more).
     pub args: Vec<String>,
+    /// `musqratt.eal="--log-level=8"`: appended to DPDK's EAL arguments (NET=dpdk; split on
+    /// spaces, repeatable).
+    pub eal: Vec<String>,
     /// `musqratt.stop_timeout=10`: seconds between SIGTERM and SIGKILL at shutdown.
     pub stop_timeout_secs: u64,
 }
@@ -60,6 +63,7 @@ impl Default for Config {
             gateway: Ipv4Addr::new(10, 0, 2, 2),
             iface: "eth0".into(),
             args: Vec::new(),
+            eal: Vec::new(),
             stop_timeout_secs: 10,
         }
     }
@@ -136,6 +140,9 @@ pub fn parse(cmdline: &str) -> Result<Parsed, String> {
             "args" => config
                 .args
                 .extend(value.split_whitespace().map(str::to_string)),
+            "eal" => config
+                .eal
+                .extend(value.split_whitespace().map(str::to_string)),
             "stop_timeout" => {
                 config.stop_timeout_secs = value
                     .parse()
@@ -159,8 +166,14 @@ fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
     Some((ip.parse().ok()?, prefix))
 }
 
-/// The broker's command line for this configuration (without the program path).
-pub fn broker_args(config: &Config, data_mounted_on: Option<&str>) -> Vec<String> {
+/// The broker's command line for this configuration (without the program path). With
+/// `net=dpdk`, `dpdk_config` is the file init wrote (crate::dpdk): the broker listens on
+/// lwIP's address instead of every kernel address.
+pub fn broker_args(
+    config: &Config,
+    data_mounted_on: Option<&str>,
+    dpdk_config: Option<&str>,
+) -> Vec<String> {
     let mut args = vec!["serve".to_string()];
     match data_mounted_on {
         Some(dir) => {
@@ -170,7 +183,14 @@ pub fn broker_args(config: &Config, data_mounted_on: Option<&str>) -> Vec<String
         None => args.push("--in-memory".into()),
     }
     args.push("--listen".into());
-    args.push("0.0.0.0:1883".into());
+    match dpdk_config {
+        Some(path) => {
+            args.push(crate::dpdk::listen_addr(config.ip));
+            args.push("--config".into());
+            args.push(path.into());
+        }
+        None => args.push("0.0.0.0:1883".into()),
+    }
     args.extend(config.args.iter().cloned());
     args
 }
@@ -252,18 +272,30 @@ mod tests {
     fn broker_args_with_and_without_a_disk() {
         let mut c = Config::default();
         assert_eq!(
-            broker_args(&c, None),
+            broker_args(&c, None, None),
             vec!["serve", "--in-memory", "--listen", "0.0.0.0:1883"]
         );
         c.args = vec!["-v".into()];
         assert_eq!(
-            broker_args(&c, Some("/data")),
+            broker_args(&c, Some("/data"), None),
             vec![
                 "serve",
                 "--data-dir",
                 "/data/musqratt-data",
                 "--listen",
                 "0.0.0.0:1883",
+                "-v"
+            ]
+        );
+        assert_eq!(
+            broker_args(&c, None, Some("/run/a.toml")),
+            vec![
+                "serve",
+                "--in-memory",
+                "--listen",
+                "10.0.2.15:1883",
+                "--config",
+                "/run/a.toml",
                 "-v"
             ]
         );

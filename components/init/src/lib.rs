@@ -7,6 +7,7 @@
 
 pub mod cmdline;
 pub mod disk;
+pub mod dpdk;
 pub mod input;
 pub mod modules;
 pub mod net;

@@ -42,6 +42,8 @@ fn main() {
     if let Err(e) = sys::mount_early(cfg.net) {
         fatal(&e);
     }
+    // Before the modules: virtio_pci would otherwise take the NIC DPDK needs.
+    let nics = sys::claim_nics(cfg.net).unwrap_or_else(|e| fatal(&e));
     match sys::load_modules(cfg.net) {
         Ok(n) => log(&format!(
             "loaded {n} kernel modules (net={})",
@@ -49,7 +51,7 @@ fn main() {
         )),
         Err(e) => fatal(&e),
     }
-    if let Err(e) = sys::bind_uio(cfg.net) {
+    if let Err(e) = sys::bind_uio(&nics) {
         fatal(&e);
     }
     let data = sys::mount_data(&cfg).unwrap_or_else(|e| fatal(&e));
@@ -65,7 +67,13 @@ fn main() {
     }
     let inputs = sys::open_input_devices();
 
-    let args = cmdline::broker_args(&cfg, data);
+    let dpdk_config = if nics.is_empty() {
+        None
+    } else {
+        let text = musqratt_init::dpdk::broker_config(&cfg, &nics);
+        Some(sys::write_dpdk_config(&text).unwrap_or_else(|e| fatal(&e)))
+    };
+    let args = cmdline::broker_args(&cfg, data, dpdk_config);
     log(&format!("starting {BROKER} {}", args.join(" ")));
     let broker = sys::spawn_broker(BROKER, &args).unwrap_or_else(|e| fatal(&e));
     supervise(

@@ -20,6 +20,7 @@ use nix::unistd::Pid;
 
 use crate::cmdline::{Config, NetMode};
 use crate::disk::{self, MountOutcome, Step};
+use crate::dpdk;
 use crate::modules;
 use crate::shutdown::ExitStatus;
 
@@ -196,23 +197,74 @@ pub fn load_modules(net: NetMode) -> Result<usize, String> {
     Ok(loaded)
 }
 
-/// With `net=dpdk`, hands virtio-net devices (PCI 1af4:1000) to uio_pci_generic if that driver
-/// is loaded, so DPDK's virtio PMD can drive them from user space (../shared/notes/appliance.md).
-/// The driver binds every matching unbound device as soon as it learns the id.
-pub fn bind_uio(net: NetMode) -> Result<(), String> {
-    const NEW_ID: &str = "/sys/bus/pci/drivers/uio_pci_generic/new_id";
-    if net != NetMode::Dpdk || !Path::new(NEW_ID).exists() {
-        return Ok(());
+/// With `net=dpdk`, before any module is loaded: every virtio-net PCI function gets
+/// `driver_override = uio_pci_generic`, so virtio_pci (loaded for the disk) leaves it alone
+/// (crate::dpdk). Returns their addresses in bus order; none is an error with `net=dpdk`.
+pub fn claim_nics(net: NetMode) -> Result<Vec<String>, String> {
+    const DEVICES: &str = "/sys/bus/pci/devices";
+    if net != NetMode::Dpdk {
+        return Ok(Vec::new());
     }
-    match fs::write(NEW_ID, "1af4 1000\n") {
-        Ok(()) => {
-            log("virtio-net (1af4:1000) handed to uio_pci_generic");
-            Ok(())
+    let entries = fs::read_dir(DEVICES).map_err(|e| format!("read {DEVICES}: {e}"))?;
+    let mut nics = Vec::new();
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let id = |f: &str| {
+            fs::read_to_string(dir.join(f))
+                .ok()
+                .and_then(|t| dpdk::parse_id(&t))
+        };
+        if let (Some(vendor), Some(device)) = (id("vendor"), id("device")) {
+            if dpdk::is_virtio_net(vendor, device) {
+                nics.push(entry.file_name().to_string_lossy().into_owned());
+            }
         }
-        // The id is already known (written twice): same result.
-        Err(e) if e.raw_os_error() == Some(nix::libc::EEXIST) => Ok(()),
-        Err(e) => Err(format!("write 1af4 1000 to {NEW_ID}: {e}")),
     }
+    nics.sort();
+    if nics.is_empty() {
+        return Err("net=dpdk: no virtio-net PCI device (QEMU: -device virtio-net-pci)".into());
+    }
+    for nic in &nics {
+        let path = format!("{DEVICES}/{nic}/driver_override");
+        fs::write(&path, dpdk::UIO_DRIVER).map_err(|e| format!("write {path}: {e}"))?;
+    }
+    Ok(nics)
+}
+
+/// After the modules are loaded: checks that each claimed NIC is under uio_pci_generic, asking
+/// the PCI core to probe it once more if not (the driver was loaded before the override, or
+/// probing raced).
+pub fn bind_uio(nics: &[String]) -> Result<(), String> {
+    let bound = |nic: &str| {
+        fs::read_link(format!("/sys/bus/pci/devices/{nic}/driver"))
+            .is_ok_and(|l| l.file_name().is_some_and(|n| n == dpdk::UIO_DRIVER))
+    };
+    for nic in nics {
+        if !bound(nic) {
+            let _ = fs::write("/sys/bus/pci/drivers_probe", nic);
+        }
+        if !bound(nic) {
+            return Err(format!(
+                "PCI {nic} is not bound to {} (is it in /etc/modules-load.dpdk?)",
+                dpdk::UIO_DRIVER
+            ));
+        }
+        log(&format!(
+            "virtio-net {nic} handed to {} for DPDK",
+            dpdk::UIO_DRIVER
+        ));
+    }
+    Ok(())
+}
+
+/// Writes the broker's configuration for `net=dpdk` (crate::dpdk::CONFIG_PATH).
+pub fn write_dpdk_config(text: &str) -> Result<&'static str, String> {
+    let path = dpdk::CONFIG_PATH;
+    if let Some(dir) = Path::new(path).parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
+    fs::write(path, text).map_err(|e| format!("write {path}: {e}"))?;
+    Ok(path)
 }
 
 /// Polls `ready` every 20 ms for up to `limit`: a driver's device (the disk node, eth0) may
