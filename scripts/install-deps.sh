@@ -102,11 +102,20 @@ PY
 # namespace topologies of runscripts/ and the tests (docs/deploy-dpdk.md).
 NET_PKGS=(libdpdk-dev dpdk liblwip-dev libclang-dev pkg-config iproute2 ethtool)
 
+# The appliance (`make image`, `make run`, its smoke test): QEMU and the image's packing tools.
+# Not qemu-utils: machine images may carry a newer one that conflicts with bookworm's
+# qemu-system (docs/appliance.md).
+APPLIANCE_PKGS=(qemu-system-x86 cpio e2fsprogs)
+
 check_rust
 case "$MODE" in
-    run) apt_install "${NET_PKGS[@]}" ;;
+    run)
+        apt_install "${NET_PKGS[@]}"
+        apt_install "${APPLIANCE_PKGS[@]}"
+        ;;
     test)
         apt_install "${NET_PKGS[@]}"
+        apt_install "${APPLIANCE_PKGS[@]}"
         apt_install mosquitto mosquitto-clients tmux ca-certificates
         stop_system_mosquitto
         python_env

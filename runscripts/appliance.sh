@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The MusQraTT appliance in QEMU (docs/appliance.md): the image of `make image` booted with its
+# broker forwarded to 127.0.0.1:$PORT. The console goes to the terminal and to console.log;
+# Ctrl-C (or SIGTERM) presses the virtual power button: init stops the broker, syncs, unmounts
+# the data disk and powers off, and QEMU exits. Exit status: 0 after a clean power-off, 1 if
+# the guest panicked or powered off without init's "powering off" line, QEMU's own status if it
+# failed.
+#
+#   runscripts/appliance.sh                  # DPDK's virtio PMD drives the NIC (the default)
+#   NET=kernel runscripts/appliance.sh       # same image, guest kernel sockets
+#   PORT=11883 ACCEL=kvm runscripts/appliance.sh
+#
+# Settings (environment):
+#   NET=dpdk|kernel   who drives the guest's virtio-net (default dpdk)
+#   PORT=1883         host port forwarded to the broker (always on 127.0.0.1)
+#   ACCEL=tcg|kvm     software emulation (default; KVM hangs a stock kernel on some hosts)
+#   APPLIANCE_DIR     the image (default target/appliance)
+#   DISK=PATH         the data disk (default $APPLIANCE_DIR/data.img, created blank: init
+#                     formats it on first boot); DISK=none runs the broker --in-memory
+#   DISK_MB=256       size of a new data disk
+#   CONSOLE_LOG=PATH  where the console is kept (default $APPLIANCE_DIR/console.log)
+#   QUIET=1           console to the log only, not the terminal (tests)
+#   APPEND="…"        extra kernel parameters (musqratt.args="…", musqratt.eal="…", …)
+#   STOP_WAIT=30      seconds to wait for the power-off before killing QEMU
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NET="${NET:-dpdk}"
+PORT="${PORT:-1883}"
+ACCEL="${ACCEL:-tcg}"
+DIR="${APPLIANCE_DIR:-$ROOT/target/appliance}"
+DISK="${DISK:-$DIR/data.img}"
+DISK_MB="${DISK_MB:-256}"
+CONSOLE_LOG="${CONSOLE_LOG:-$DIR/console.log}"
+STOP_WAIT="${STOP_WAIT:-30}"
+
+die() { echo "appliance: error: $*" >&2; exit 2; }
+say() { echo "appliance: $*" >&2; }
+
+case "$NET" in kernel | dpdk) ;; *) die "NET=$NET: expected dpdk or kernel" ;; esac
+case "$ACCEL" in tcg | kvm) ;; *) die "ACCEL=$ACCEL: expected tcg or kvm" ;; esac
+[[ "$PORT" =~ ^[0-9]+$ ]] || die "PORT=$PORT: expected a port number"
+for f in vmlinuz initramfs.cpio.gz; do
+    [ -f "$DIR/$f" ] || die "$DIR/$f is missing: run 'make image' first"
+done
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (scripts/install-deps.sh run)"
+
+# The kernel command line: the serial console, no reboot on panic (QEMU then exits), init's
+# settings (components/init/README.md).
+CMDLINE="console=ttyS0 quiet panic=-1 musqratt.net=$NET"
+if [ "$NET" = dpdk ]; then
+    # DPDK's buffers live in 2 MB hugepages reserved at boot (192 MB of the guest's 384).
+    MEM=384
+    CMDLINE="$CMDLINE hugepagesz=2M hugepages=96"
+else
+    MEM=256
+fi
+DRIVE=()
+if [ "$DISK" != none ]; then
+    if [ ! -e "$DISK" ]; then
+        say "creating a blank ${DISK_MB} MB data disk $DISK (formatted by the appliance at first boot)"
+        truncate -s "${DISK_MB}M" "$DISK"
+    fi
+    DRIVE=(-drive "file=$DISK,if=virtio,format=raw,cache=writeback")
+    CMDLINE="$CMDLINE musqratt.data=/dev/vda"
+fi
+CMDLINE="$CMDLINE ${APPEND:-}"
+
+# The monitor on a pair of FIFOs: the script presses the power button through it.
+RUN="$(mktemp -d "${TMPDIR:-/tmp}/musqratt-appliance.XXXXXX")"
+mkfifo "$RUN/mon.in" "$RUN/mon.out"
+: > "$CONSOLE_LOG"
+
+# -cpu max: Debian's DPDK needs SSE4.2 and more (QEMU's default qemu64 dies with SIGILL).
+# -no-reboot: a guest reboot or panic ends QEMU instead of looping.
+# hostfwd names 127.0.0.1: never all interfaces.
+QEMU=(qemu-system-x86_64 -accel "$ACCEL" -M pc -cpu max -m "$MEM" -smp 2
+    -nodefaults -no-user-config -no-reboot -display none
+    -kernel "$DIR/vmlinuz" -initrd "$DIR/initramfs.cpio.gz" -append "$CMDLINE"
+    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$PORT-:1883" -device virtio-net-pci,netdev=n0
+    "${DRIVE[@]}"
+    -chardev "file,id=con,path=$CONSOLE_LOG" -serial chardev:con
+    -chardev "pipe,id=mon,path=$RUN/mon" -mon chardev=mon,mode=readline)
+
+say "booting (NET=$NET, ACCEL=$ACCEL) → mqtt://127.0.0.1:$PORT; console: $CONSOLE_LOG"
+# setsid: the terminal's Ctrl-C must reach this script (which powers the guest off), not QEMU
+# (which would stop at once, like pulling the plug).
+setsid "${QEMU[@]}" < /dev/null > "$RUN/qemu.out" 2>&1 &
+QPID=$!
+cat "$RUN/mon.out" > /dev/null &
+DRAIN=$!
+TAIL=""
+if [ "${QUIET:-0}" != 1 ]; then
+    tail -n +1 -f --pid="$QPID" "$CONSOLE_LOG" &
+    TAIL=$!
+fi
+
+STOPPING=0
+WATCHDOG=""
+power_off() {
+    [ "$STOPPING" = 1 ] && return
+    STOPPING=1
+    say "powering off (ACPI power button)"
+    # A FIFO open for writing blocks while nobody reads it (QEMU gone): bounded.
+    timeout 2 bash -c 'echo system_powerdown > "$1"' _ "$RUN/mon.in" || true
+    ( sleep "$STOP_WAIT"; kill "$QPID" 2>/dev/null && echo "appliance: no power-off after ${STOP_WAIT} s: QEMU stopped" >&2 ) &
+    WATCHDOG=$!
+}
+trap power_off INT TERM
+
+# `wait` returns early (status > 128) when a trapped signal arrives: wait again while QEMU
+# still runs.
+while :; do
+    if wait "$QPID"; then rc=0; else rc=$?; fi
+    if [ "$rc" -gt 128 ] && kill -0 "$QPID" 2>/dev/null; then
+        continue
+    fi
+    break
+done
+[ -n "$WATCHDOG" ] && kill "$WATCHDOG" 2>/dev/null || true
+sleep 0.2
+[ -n "$TAIL" ] && kill "$TAIL" 2>/dev/null || true
+kill "$DRAIN" 2>/dev/null || true
+if [ -s "$RUN/qemu.out" ]; then
+    sed 's/^/qemu: /' "$RUN/qemu.out" >&2
+fi
+rm -rf "$RUN"
+
+if [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ]; then
+    say "QEMU failed (exit $rc)"
+    exit "$rc"
+fi
+if grep -q "Kernel panic" "$CONSOLE_LOG"; then
+    say "the guest kernel panicked (console: $CONSOLE_LOG)"
+    exit 1
+fi
+if ! grep -q "^init: powering off" "$CONSOLE_LOG"; then
+    say "the guest stopped without init's power-off (console: $CONSOLE_LOG)"
+    exit 1
+fi
+say "powered off cleanly"
