@@ -1,7 +1,11 @@
 # MusQraTT entry points. See README.md and docs/testing.md.
 #
-#   make serve | run   build the release broker and run it on 127.0.0.1:1883
-#   make test          everything CI runs: fmt check, clippy, cargo tests, Python paho tests
+#   make run           build the appliance image and boot it in QEMU, broker on 127.0.0.1:1883
+#                      (NET=kernel, PORT=, ACCEL=kvm: runscripts/appliance.sh; Ctrl-C powers off)
+#   make serve         build the release broker and run it natively on 127.0.0.1:1883
+#   make image         the appliance image → target/appliance/ (docs/appliance.md)
+#   make test          everything CI runs: fmt check, clippy, cargo tests, Python paho tests,
+#                      the musl build's tests, the appliance smoke test
 #   make musl          static broker for our own musl target (std built from source)
 #   make bench         side-by-side benchmark against Mosquitto (docs/benchmarks.md)
 #   make build | fmt | lint
@@ -20,7 +24,7 @@ export MUSQRATT_BIN
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
 .PHONY: all serve run test build release fmt fmt-check lint cargo-test pytest deps-run deps-test clean \
-        musl test-musl bench
+        musl test-musl bench image test-appliance
 
 all: build
 
@@ -41,7 +45,13 @@ release: deps-run
 serve: deps-run release
 	exec target/release/musqratt serve --listen 127.0.0.1:1883
 
-run: serve
+# The appliance (docs/appliance.md): the static broker, init, Debian's cloud kernel and the
+# modules, booted in QEMU; the data disk target/appliance/data.img keeps the store.
+image: deps-run
+	scripts/build-image.sh
+
+run: deps-run image
+	exec runscripts/appliance.sh
 
 fmt:
 	$(CARGO) fmt --all
@@ -95,12 +105,21 @@ else
 endif
 	MUSQRATT_BIN=$(MUSL_BIN) $(VENV)/bin/python -m pytest -q broker-component/server/tests/paho $(PYTEST_ARGS)
 
+# Boots the image on both network paths (DPDK's virtio PMD, guest kernel sockets), twice each;
+# one test at a time so the printed boot-to-ready times are not two VMs sharing two cores.
+test-appliance: deps-test image
+ifeq ($(NEXTEST),yes)
+	MUSQRATT_APPLIANCE_TEST=1 $(CARGO) nextest run -p musqratt --test appliance --no-fail-fast --no-capture
+else
+	MUSQRATT_APPLIANCE_TEST=1 $(CARGO) test -p musqratt --test appliance -- --test-threads 1 --nocapture
+endif
+
 # Side-by-side benchmark against Debian's Mosquitto; rewrites docs/benchmarks.{md,png}.
 bench:
 	scripts/bench.sh
 
 # Order: cheap checks first; the release binary is built once and shared by both test suites.
-test: deps-test fmt-check lint cargo-test pytest test-musl
+test: deps-test fmt-check lint cargo-test pytest test-musl test-appliance
 
 clean:
 	$(CARGO) clean
