@@ -5,6 +5,9 @@
 #   initramfs.cpio.gz    the whole root filesystem: /init (components/init), /bin/musqratt
 #                        (the static musl build, with DPDK and lwIP), the kernel modules and
 #                        their load lists, /sbin/mkfs.ext4 with its libraries
+#   vmlinux              the same kernel, uncompressed (an ELF with a PVH entry): QEMU loads it
+#                        directly, without firmware real mode or the decompressor (~0.5 s less
+#                        to boot under software emulation); not part of the image's size
 #   image-info.txt       what went in, with sizes
 #
 # The data disk (data.img) is not part of the image: runscripts/appliance.sh creates it blank
@@ -33,6 +36,7 @@ need=()
 command -v cpio >/dev/null || need+=(cpio)
 command -v mke2fs >/dev/null || need+=(e2fsprogs)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
+command -v lz4 >/dev/null || need+=(lz4)
 if [ "${#need[@]}" -gt 0 ]; then
     log "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -122,6 +126,18 @@ interp="$(ldd "$(command -v mke2fs)" | awk '/ld-linux/ {print $1}')"
     | gzip -9 > "$OUT/initramfs.cpio.gz.tmp"
 mv "$OUT/initramfs.cpio.gz.tmp" "$OUT/initramfs.cpio.gz"
 install -m 0644 "$KDIR/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
+
+# vmlinux for QEMU's PVH boot: Debian's bzImage carries the kernel as an LZ4 (legacy frame)
+# stream; it starts at the frame's magic and lz4 stops at its end.
+if [ ! -f "$KDIR/vmlinux" ]; then
+    off="$(LC_ALL=C grep -obUaP '\x02\x21\x4c\x18' "$KDIR/boot/vmlinuz-$KVER" | head -1 | cut -d: -f1)"
+    [ -n "$off" ] || die "no LZ4 stream in vmlinuz-$KVER (is the kernel still LZ4-compressed?)"
+    tail -c +$((off + 1)) "$KDIR/boot/vmlinuz-$KVER" | lz4 -dc 2>/dev/null > "$KDIR/vmlinux.tmp" || true
+    [ "$(head -c 4 "$KDIR/vmlinux.tmp" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] \
+        || die "the LZ4 stream of vmlinuz-$KVER did not unpack to an ELF kernel"
+    mv "$KDIR/vmlinux.tmp" "$KDIR/vmlinux"
+fi
+ln -f "$KDIR/vmlinux" "$OUT/vmlinux" 2>/dev/null || cp "$KDIR/vmlinux" "$OUT/vmlinux"
 
 size() { stat -c %s "$1"; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }

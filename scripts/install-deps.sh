@@ -105,7 +105,7 @@ NET_PKGS=(libdpdk-dev dpdk liblwip-dev libclang-dev pkg-config iproute2 ethtool)
 # The appliance (`make image`, `make run`, its smoke test): QEMU and the image's packing tools.
 # Not qemu-utils: machine images may carry a newer one that conflicts with bookworm's
 # qemu-system (docs/appliance.md).
-APPLIANCE_PKGS=(qemu-system-x86 cpio e2fsprogs)
+APPLIANCE_PKGS=(qemu-system-x86 cpio e2fsprogs lz4)
 
 check_rust
 case "$MODE" in

@@ -131,7 +131,7 @@ impl Appliance {
             if Instant::now() > deadline {
                 self.fail("no CONNACK within the boot limit");
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -180,10 +180,10 @@ impl Drop for Appliance {
 }
 
 fn connack(addr: &SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(addr, Duration::from_millis(500)) else {
+    let Ok(mut s) = TcpStream::connect_timeout(addr, Duration::from_millis(200)) else {
         return false;
     };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
     if s.write_all(&raw::connect(Version::V311, "appliance-probe"))
         .is_err()
     {
