@@ -47,6 +47,9 @@ pub struct Config {
     /// `musqratt.eal="--log-level=8"`: appended to DPDK's EAL arguments (NET=dpdk; split on
     /// spaces, repeatable).
     pub eal: Vec<String>,
+    /// `musqratt.idle_sleep_us=1000`: the longest sleep of the user-level stack's poll loop
+    /// when idle (NET=dpdk; the broker's `network.idle_sleep_max_us`). `None`: its default.
+    pub idle_sleep_us: Option<u32>,
     /// `musqratt.stop_timeout=10`: seconds between SIGTERM and SIGKILL at shutdown.
     pub stop_timeout_secs: u64,
 }
@@ -64,6 +67,7 @@ impl Default for Config {
             iface: "eth0".into(),
             args: Vec::new(),
             eal: Vec::new(),
+            idle_sleep_us: None,
             stop_timeout_secs: 10,
         }
     }
@@ -143,6 +147,15 @@ pub fn parse(cmdline: &str) -> Result<Parsed, String> {
             "eal" => config
                 .eal
                 .extend(value.split_whitespace().map(str::to_string)),
+            "idle_sleep_us" => {
+                config.idle_sleep_us = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|us| *us <= 1_000_000)
+                        .ok_or_else(|| bad("expected microseconds, at most 1000000"))?,
+                )
+            }
             "stop_timeout" => {
                 config.stop_timeout_secs = value
                     .parse()

@@ -50,6 +50,10 @@ pub fn broker_config(cfg: &Config, nics: &[String]) -> String {
     }
     eal.extend(cfg.eal.iter().cloned());
     let quoted: Vec<String> = eal.iter().map(|a| toml_string(a)).collect();
+    let idle = cfg
+        .idle_sleep_us
+        .map(|us| format!("idle_sleep_max_us = {us}\n"))
+        .unwrap_or_default();
     format!(
         "# Written by the appliance's init (musqratt.net=dpdk) at boot.\n\
          [network]\n\
@@ -57,6 +61,7 @@ pub fn broker_config(cfg: &Config, nics: &[String]) -> String {
          ip = \"{}/{}\"\n\
          gateway = \"{}\"\n\
          eal_args = [{}]\n\
+         {}\
          \n\
          [[listener]]\n\
          bind = \"{}\"\n",
@@ -64,6 +69,7 @@ pub fn broker_config(cfg: &Config, nics: &[String]) -> String {
         cfg.prefix,
         cfg.gateway,
         quoted.join(", "),
+        idle,
         listen_addr(cfg.ip)
     )
 }
@@ -110,6 +116,7 @@ mod tests {
     fn config_gives_lwip_the_address_and_dpdk_the_nics() {
         let cfg = Config {
             eal: vec!["--log-level=8".into(), "a\"b".into()],
+            idle_sleep_us: Some(5000),
             ..Config::default()
         };
         let text = broker_config(&cfg, &["0000:00:02.0".into()]);
@@ -123,6 +130,7 @@ mod tests {
              eal_args = [\"-l\", \"0\", \"--iova-mode=pa\", \"--file-prefix\", \"musqratt\", \
              \"--huge-dir\", \"/dev/hugepages\", \"-a\", \"0000:00:02.0\", \"--log-level=8\", \
              \"a\\\"b\"]\n\
+             idle_sleep_max_us = 5000\n\
              \n\
              [[listener]]\n\
              bind = \"10.0.2.15:1883\"\n"
