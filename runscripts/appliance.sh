@@ -12,6 +12,10 @@
 #
 # Settings (environment):
 #   NET=dpdk|kernel   who drives the guest's virtio-net (default dpdk)
+#   NIC_DRIVER=uio_pci_generic|vfio-pci
+#                     the guest driver that hands the NIC to DPDK (NET=dpdk); vfio-pci adds
+#                     an emulated IOMMU (intel-iommu), as on a physical machine
+#                     (docs/deploy-dpdk.md)
 #   PORT=1883         host port forwarded to the broker (always on 127.0.0.1)
 #   ACCEL=tcg|kvm     software emulation (default; KVM hangs a stock kernel on some hosts)
 #   MACHINE=q35       QEMU machine type (q35: MSI for virtio, no ACPI interrupt-link set-up,
@@ -54,10 +58,24 @@ CMDLINE="console=ttyS0 quiet panic=-1 musqratt.net=$NET"
 # Boot time under software emulation (docs/appliance.md): the crypto self-tests and the kprobe
 # trace self-test were 0.55 s of the kernel's 1.8 s; the appliance uses neither.
 CMDLINE="$CMDLINE cryptomgr.notests initcall_blacklist=crypto_kdf108_init,init_kprobe_trace"
+NIC_DRIVER="${NIC_DRIVER:-uio_pci_generic}"
+NIC=(-device virtio-net-pci,netdev=n0)
+IOMMU=()
 if [ "$NET" = dpdk ]; then
     # DPDK's buffers live in 2 MB hugepages reserved at boot (192 MB of the guest's 384).
     MEM=384
     CMDLINE="$CMDLINE hugepagesz=2M hugepages=96"
+    case "$NIC_DRIVER" in
+        uio_pci_generic) ;;
+        vfio-pci)
+            # vfio needs an IOMMU (the cloud kernel has no vfio no-IOMMU mode); the device
+            # must then do its DMA through it (modern virtio only, iommu_platform).
+            IOMMU=(-device intel-iommu)
+            NIC=(-device virtio-net-pci,netdev=n0,disable-legacy=on,iommu_platform=on)
+            CMDLINE="$CMDLINE intel_iommu=on musqratt.nic_driver=vfio-pci"
+            ;;
+        *) die "NIC_DRIVER=$NIC_DRIVER: expected uio_pci_generic or vfio-pci" ;;
+    esac
 else
     MEM=256
 fi
@@ -89,7 +107,7 @@ QBOOT=/usr/share/qemu/qboot.rom
 QEMU=(qemu-system-x86_64 -accel "$ACCEL" -M "${MACHINE:-q35}" -cpu max -m "$MEM" -smp 2
     -nodefaults -no-user-config -no-reboot -display none
     "${FIRMWARE[@]}" -kernel "$DIR/vmlinux" -initrd "$DIR/initramfs.cpio.gz" -append "$CMDLINE"
-    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$PORT-:1883" -device virtio-net-pci,netdev=n0
+    "${IOMMU[@]}" -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$PORT-:1883" "${NIC[@]}"
     "${DRIVE[@]}"
     -chardev "file,id=con,path=$CONSOLE_LOG" -serial chardev:con
     -chardev "pipe,id=mon,path=$RUN/mon" -mon chardev=mon,mode=readline)

@@ -93,13 +93,25 @@ strip "$STAGE/init" "$STAGE/bin/musqratt"
 COMMON=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk button evdev)
 KERNEL_NET=(failover net_failover virtio_net)
 DPDK_NET=(uio uio_pci_generic)
+# musqratt.nic_driver=vfio-pci (a physical NIC behind an IOMMU; docs/deploy-dpdk.md).
+DPDK_VFIO=(vfio vfio_iommu_type1 vfio_virqfd irqbypass vfio-pci-core vfio-pci)
+# Each module's dependencies (its .modinfo "depends=") must come earlier in the common list or
+# its own: checked here, since init has no modprobe to sort them out.
+depends_of() { tr '\0' '\n' < "$1" | sed -n 's/^depends=//p' | tr ',' ' '; }
 write_list() { # FILE MODULE...
     local file="$1"; shift
+    local seen=" ${COMMON[*]} "
+    [ "$(basename "$file")" = modules-load ] && seen=" "
     echo "# Loaded by /init with finit_module, in this order (made by scripts/build-image.sh)." > "$file"
     for m in "$@"; do
-        local ko
+        local ko dep
         ko="$(find "$MODDIR" -name "$m.ko" -print -quit)"
         [ -n "$ko" ] || die "module $m.ko is not in $PKG"
+        for dep in $(depends_of "$ko"); do
+            [[ "$seen" == *" $dep "* || "$seen" == *" ${dep//_/-} "* || "$seen" == *" ${dep//-/_} "* ]] \
+                || die "$(basename "$file"): $m needs $dep loaded before it"
+        done
+        seen="$seen$m "
         install -m 0644 "$ko" "$STAGE/lib/modules/$m.ko"
         echo "/lib/modules/$m.ko" >> "$file"
     done
@@ -107,6 +119,7 @@ write_list() { # FILE MODULE...
 write_list "$STAGE/etc/modules-load" "${COMMON[@]}"
 write_list "$STAGE/etc/modules-load.kernel" "${KERNEL_NET[@]}"
 write_list "$STAGE/etc/modules-load.dpdk" "${DPDK_NET[@]}"
+write_list "$STAGE/etc/modules-load.dpdk-vfio" "${DPDK_VFIO[@]}"
 
 # mkfs.ext4 for the first boot's blank data disk: Debian's, with the libraries it links.
 install -m 0755 "$(command -v mke2fs)" "$STAGE/sbin/mkfs.ext4"

@@ -23,6 +23,25 @@ impl NetMode {
     }
 }
 
+/// The kernel driver that hands the NIC to DPDK (`musqratt.nic_driver=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NicDriver {
+    /// `uio_pci_generic`: no IOMMU needed (physical addresses for DMA); QEMU's default.
+    Uio,
+    /// `vfio-pci`: DMA confined by the IOMMU (the host needs `intel_iommu=on`/`amd_iommu=on`).
+    Vfio,
+}
+
+impl NicDriver {
+    /// The driver's name in sysfs (`driver_override`, `/sys/bus/pci/drivers/…`).
+    pub fn sysfs_name(self) -> &'static str {
+        match self {
+            NicDriver::Uio => "uio_pci_generic",
+            NicDriver::Vfio => "vfio-pci",
+        }
+    }
+}
+
 /// What init does, from the `musqratt.*` kernel parameters (defaults: QEMU user networking).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -34,6 +53,11 @@ pub struct Config {
     pub mkfs: String,
     /// `musqratt.net=kernel|dpdk`.
     pub net: NetMode,
+    /// `musqratt.nic=0000:01:00.0,0000:01:00.1`: the PCI functions DPDK drives (NET=dpdk);
+    /// empty = every virtio-net function (a VM).
+    pub nics: Vec<String>,
+    /// `musqratt.nic_driver=uio_pci_generic|vfio-pci` (NET=dpdk).
+    pub nic_driver: NicDriver,
     /// `musqratt.ip=10.0.2.15/24`: eth0's address and prefix length (NET=kernel).
     pub ip: Ipv4Addr,
     pub prefix: u8,
@@ -61,6 +85,8 @@ impl Default for Config {
             fstype: "ext4".into(),
             mkfs: "/sbin/mkfs.ext4".into(),
             net: NetMode::Kernel,
+            nics: Vec::new(),
+            nic_driver: NicDriver::Uio,
             ip: Ipv4Addr::new(10, 0, 2, 15),
             prefix: 24,
             gateway: Ipv4Addr::new(10, 0, 2, 2),
@@ -135,6 +161,19 @@ pub fn parse(cmdline: &str) -> Result<Parsed, String> {
                     _ => return Err(bad("expected kernel or dpdk")),
                 }
             }
+            "nic" => {
+                config.nics = value.split(',').map(str::to_string).collect();
+                if !config.nics.iter().all(|a| is_pci_address(a)) {
+                    return Err(bad("expected PCI addresses DDDD:BB:DD.F, comma-separated"));
+                }
+            }
+            "nic_driver" => {
+                config.nic_driver = match value {
+                    "uio_pci_generic" => NicDriver::Uio,
+                    "vfio-pci" => NicDriver::Vfio,
+                    _ => return Err(bad("expected uio_pci_generic or vfio-pci")),
+                }
+            }
             "ip" => {
                 let (ip, prefix) = parse_cidr(value).ok_or_else(|| bad("expected A.B.C.D/N"))?;
                 config.ip = ip;
@@ -167,6 +206,29 @@ pub fn parse(cmdline: &str) -> Result<Parsed, String> {
         }
     }
     Ok(Parsed { config, warnings })
+}
+
+/// `0000:01:00.0`: domain, bus, device, function in hex (what sysfs names PCI functions).
+fn is_pci_address(s: &str) -> bool {
+    let b = s.as_bytes();
+    let hex = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_hexdigit);
+    b.len() == 12
+        && b[4] == b':'
+        && b[7] == b':'
+        && b[10] == b'.'
+        && hex(0..4)
+        && hex(5..7)
+        && hex(8..10)
+        && hex(11..12)
+}
+
+/// The second module list init loads (`/etc/modules-load.<name>`): the NIC's driver.
+pub fn module_list_name(config: &Config) -> &'static str {
+    match (config.net, config.nic_driver) {
+        (NetMode::Kernel, _) => "kernel",
+        (NetMode::Dpdk, NicDriver::Uio) => "dpdk",
+        (NetMode::Dpdk, NicDriver::Vfio) => "dpdk-vfio",
+    }
 }
 
 /// `10.0.2.15/24` → (address, prefix length).
@@ -279,6 +341,29 @@ mod tests {
     #[test]
     fn empty_data_means_in_memory() {
         assert_eq!(parse("musqratt.data=").unwrap().config.data, None);
+    }
+
+    #[test]
+    fn physical_nics_and_their_driver() {
+        let p = parse(
+            "musqratt.net=dpdk musqratt.nic=0000:01:00.0,0000:01:00.1 musqratt.nic_driver=vfio-pci",
+        )
+        .unwrap();
+        assert_eq!(p.config.nics, vec!["0000:01:00.0", "0000:01:00.1"]);
+        assert_eq!(p.config.nic_driver, NicDriver::Vfio);
+        assert_eq!(module_list_name(&p.config), "dpdk-vfio");
+        assert_eq!(module_list_name(&Config::default()), "kernel");
+        for bad in [
+            "musqratt.nic=01:00.0",
+            "musqratt.nic=0000:01:00.0,",
+            "musqratt.nic=0000:0g:00.0",
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains("expected PCI addresses"), "{bad}: {e}");
+        }
+        assert!(parse("musqratt.nic_driver=igb_uio")
+            .unwrap_err()
+            .contains("expected uio_pci_generic or vfio-pci"));
     }
 
     #[test]

@@ -9,6 +9,17 @@
 /// tables (MBR, GPT), LVM labels and the superblocks of the common filesystems (btrfs at 64 KiB).
 pub const BLANK_PROBE_BYTES: usize = 1 << 20;
 
+/// The device name (`vda2`) of a block device's uevent text if it is the GPT partition named
+/// `label` (`PARTNAME=label`).
+pub fn partition_named(uevent: &str, label: &str) -> Option<String> {
+    let field = |k: &str| {
+        uevent
+            .lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+    };
+    (field("PARTNAME") == Some(label)).then(|| field("DEVNAME").map(str::to_string))?
+}
+
 /// What the first mount attempt said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MountOutcome {
@@ -133,5 +144,19 @@ mod tests {
         head[1080] = 0x53; // ext4's magic lives at 1024 + 56
         assert!(!is_blank(&head));
         assert!(!is_blank(&[]));
+    }
+
+    #[test]
+    fn partitions_are_found_by_their_gpt_name() {
+        let uevent = "MAJOR=254\nMINOR=2\nDEVNAME=vda2\nDEVTYPE=partition\nDISKSEQ=1\nPARTN=2\nPARTNAME=musqratt-data\n";
+        assert_eq!(
+            partition_named(uevent, "musqratt-data"),
+            Some("vda2".into())
+        );
+        assert_eq!(partition_named(uevent, "musqratt"), None);
+        assert_eq!(
+            partition_named("DEVNAME=vda\nDEVTYPE=disk\n", "musqratt-data"),
+            None
+        );
     }
 }

@@ -2,6 +2,9 @@
 //! them to the user-level stack (docs/appliance.md). Pure: tested on the host; `sys` reads
 //! sysfs and writes the file.
 //!
+//! The NICs: those named by `musqratt.nic=` (a physical machine), else every virtio-net PCI
+//! function (a VM). Each is handed to `musqratt.nic_driver` (uio_pci_generic by default).
+//!
 //! Why `driver_override` and not uio_pci_generic's `new_id`: the data disk needs the kernel's
 //! `virtio_pci`, which claims *every* virtio PCI device as soon as it loads, the NIC included.
 //! Setting the NIC's `driver_override` to `uio_pci_generic` before any module is loaded keeps
@@ -10,16 +13,13 @@
 
 use std::net::Ipv4Addr;
 
-use crate::cmdline::Config;
+use crate::cmdline::{Config, NicDriver};
 
 /// PCI vendor of virtio devices.
 const VIRTIO_VENDOR: u16 = 0x1af4;
 /// virtio-net: the transitional id (QEMU's default `virtio-net-pci`) and the modern one
 /// (`disable-legacy=on`).
 const VIRTIO_NET_DEVICES: [u16; 2] = [0x1000, 0x1041];
-
-/// The driver DPDK's virtio PMD needs under the device (no IOMMU in the guest: notes).
-pub const UIO_DRIVER: &str = "uio_pci_generic";
 
 /// Where init writes the broker's configuration with `net=dpdk`.
 pub const CONFIG_PATH: &str = "/run/musqratt/appliance.toml";
@@ -35,11 +35,16 @@ pub fn is_virtio_net(vendor: u16, device: u16) -> bool {
 }
 
 /// The broker's configuration for the user-level path: lwIP takes init's address and gateway,
-/// DPDK's EAL gets the NICs (`-a`, in bus order), physical addresses for DMA (`--iova-mode=pa`:
-/// uio has no IOMMU) and the hugepages init mounted. One lcore: the poll loop is one thread and
+/// DPDK's EAL gets the NICs (`-a`, in the given order), the DMA addressing their driver allows
+/// (uio_pci_generic has no IOMMU: physical addresses; vfio-pci: virtual ones through the IOMMU)
+/// and the hugepages init mounted. One lcore: the poll loop is one thread and
 /// backs off when idle. `extra` (`musqratt.eal=`) is appended.
 pub fn broker_config(cfg: &Config, nics: &[String]) -> String {
-    let mut eal: Vec<String> = ["-l", "0", "--iova-mode=pa", "--file-prefix", "musqratt"]
+    let iova = match cfg.nic_driver {
+        NicDriver::Uio => "--iova-mode=pa",
+        NicDriver::Vfio => "--iova-mode=va",
+    };
+    let mut eal: Vec<String> = ["-l", "0", iova, "--file-prefix", "musqratt"]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -135,5 +140,10 @@ mod tests {
              [[listener]]\n\
              bind = \"10.0.2.15:1883\"\n"
         );
+        let vfio = Config {
+            nic_driver: NicDriver::Vfio,
+            ..Config::default()
+        };
+        assert!(broker_config(&vfio, &["0000:01:00.0".into()]).contains("\"--iova-mode=va\""));
     }
 }

@@ -43,15 +43,15 @@ fn main() {
         fatal(&e);
     }
     // Before the modules: virtio_pci would otherwise take the NIC DPDK needs.
-    let nics = sys::claim_nics(cfg.net).unwrap_or_else(|e| fatal(&e));
-    match sys::load_modules(cfg.net) {
+    let nics = sys::claim_nics(&cfg).unwrap_or_else(|e| fatal(&e));
+    match sys::load_modules(&cfg) {
         Ok(n) => log(&format!(
             "loaded {n} kernel modules (net={})",
-            cfg.net.name()
+            musqratt_init::cmdline::module_list_name(&cfg)
         )),
         Err(e) => fatal(&e),
     }
-    if let Err(e) = sys::bind_uio(&nics) {
+    if let Err(e) = sys::bind_nics(&nics, &cfg) {
         fatal(&e);
     }
     let data = sys::mount_data(&cfg).unwrap_or_else(|e| fatal(&e));

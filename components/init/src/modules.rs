@@ -37,11 +37,12 @@ pub fn parse_list(text: &str) -> Vec<ModuleEntry> {
 }
 
 /// The lists init reads, in order: the common one, then the one for the network mode
-/// (`virtio_net` for kernel sockets, `uio_pci_generic` for DPDK). A missing list is empty.
-pub fn list_paths(net_mode: &str) -> [String; 2] {
+/// (`virtio_net` for kernel sockets, `uio_pci_generic` for DPDK, the vfio modules for DPDK
+/// over vfio-pci: crate::cmdline::module_list_name). A missing list is empty.
+pub fn list_paths(list_name: &str) -> [String; 2] {
     [
         "/etc/modules-load".to_string(),
-        format!("/etc/modules-load.{net_mode}"),
+        format!("/etc/modules-load.{list_name}"),
     ]
 }
 

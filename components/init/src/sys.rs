@@ -173,9 +173,9 @@ pub fn mount_early(net: NetMode) -> Result<(), String> {
 }
 
 /// Loads the modules of /etc/modules-load and /etc/modules-load.<mode>, in order.
-pub fn load_modules(net: NetMode) -> Result<usize, String> {
+pub fn load_modules(cfg: &Config) -> Result<usize, String> {
     let mut loaded = 0;
-    for list in modules::list_paths(net.name()) {
+    for list in modules::list_paths(crate::cmdline::module_list_name(cfg)) {
         let text = match fs::read_to_string(&list) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -197,47 +197,60 @@ pub fn load_modules(net: NetMode) -> Result<usize, String> {
     Ok(loaded)
 }
 
-/// With `net=dpdk`, before any module is loaded: every virtio-net PCI function gets
-/// `driver_override = uio_pci_generic`, so virtio_pci (loaded for the disk) leaves it alone
-/// (crate::dpdk). Returns their addresses in bus order; none is an error with `net=dpdk`.
-pub fn claim_nics(net: NetMode) -> Result<Vec<String>, String> {
+/// With `net=dpdk`, before any module is loaded: every NIC DPDK gets (`musqratt.nic=`, else
+/// each virtio-net PCI function) has its `driver_override` set to the configured driver, so
+/// no kernel driver (virtio_pci, loaded for the disk, or a NIC driver) binds it
+/// (crate::dpdk). Returns the addresses; none is an error with `net=dpdk`.
+pub fn claim_nics(cfg: &Config) -> Result<Vec<String>, String> {
     const DEVICES: &str = "/sys/bus/pci/devices";
-    if net != NetMode::Dpdk {
+    if cfg.net != NetMode::Dpdk {
         return Ok(Vec::new());
     }
-    let entries = fs::read_dir(DEVICES).map_err(|e| format!("read {DEVICES}: {e}"))?;
-    let mut nics = Vec::new();
-    for entry in entries.flatten() {
-        let dir = entry.path();
-        let id = |f: &str| {
-            fs::read_to_string(dir.join(f))
-                .ok()
-                .and_then(|t| dpdk::parse_id(&t))
-        };
-        if let (Some(vendor), Some(device)) = (id("vendor"), id("device")) {
-            if dpdk::is_virtio_net(vendor, device) {
-                nics.push(entry.file_name().to_string_lossy().into_owned());
+    let nics = if cfg.nics.is_empty() {
+        let entries = fs::read_dir(DEVICES).map_err(|e| format!("read {DEVICES}: {e}"))?;
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let id = |f: &str| {
+                fs::read_to_string(dir.join(f))
+                    .ok()
+                    .and_then(|t| dpdk::parse_id(&t))
+            };
+            if let (Some(vendor), Some(device)) = (id("vendor"), id("device")) {
+                if dpdk::is_virtio_net(vendor, device) {
+                    found.push(entry.file_name().to_string_lossy().into_owned());
+                }
             }
         }
-    }
-    nics.sort();
-    if nics.is_empty() {
-        return Err("net=dpdk: no virtio-net PCI device (QEMU: -device virtio-net-pci)".into());
-    }
+        found.sort();
+        if found.is_empty() {
+            return Err(
+                "net=dpdk: no virtio-net PCI device, and no musqratt.nic= naming another".into(),
+            );
+        }
+        found
+    } else {
+        cfg.nics.clone()
+    };
+    let driver = cfg.nic_driver.sysfs_name();
     for nic in &nics {
         let path = format!("{DEVICES}/{nic}/driver_override");
-        fs::write(&path, dpdk::UIO_DRIVER).map_err(|e| format!("write {path}: {e}"))?;
+        if !Path::new(&format!("{DEVICES}/{nic}")).exists() {
+            return Err(format!("net=dpdk: no PCI device {nic} (musqratt.nic=)"));
+        }
+        fs::write(&path, driver).map_err(|e| format!("write {path}: {e}"))?;
     }
     Ok(nics)
 }
 
-/// After the modules are loaded: checks that each claimed NIC is under uio_pci_generic, asking
-/// the PCI core to probe it once more if not (the driver was loaded before the override, or
+/// After the modules are loaded: checks that each claimed NIC is under its driver, asking the
+/// PCI core to probe it once more if not (the driver was loaded before the override, or
 /// probing raced).
-pub fn bind_uio(nics: &[String]) -> Result<(), String> {
+pub fn bind_nics(nics: &[String], cfg: &Config) -> Result<(), String> {
+    let driver = cfg.nic_driver.sysfs_name();
     let bound = |nic: &str| {
         fs::read_link(format!("/sys/bus/pci/devices/{nic}/driver"))
-            .is_ok_and(|l| l.file_name().is_some_and(|n| n == dpdk::UIO_DRIVER))
+            .is_ok_and(|l| l.file_name().is_some_and(|n| n == driver))
     };
     for nic in nics {
         if !bound(nic) {
@@ -245,14 +258,11 @@ pub fn bind_uio(nics: &[String]) -> Result<(), String> {
         }
         if !bound(nic) {
             return Err(format!(
-                "PCI {nic} is not bound to {} (is it in /etc/modules-load.dpdk?)",
-                dpdk::UIO_DRIVER
+                "PCI {nic} is not bound to {driver} (is it in /etc/modules-load.{}? with vfio-pci: is the IOMMU on?)",
+                crate::cmdline::module_list_name(cfg)
             ));
         }
-        log(&format!(
-            "virtio-net {nic} handed to {} for DPDK",
-            dpdk::UIO_DRIVER
-        ));
+        log(&format!("NIC {nic} handed to {driver} for DPDK"));
     }
     Ok(())
 }
@@ -304,14 +314,26 @@ fn head_is_zero(dev: &str) -> Option<bool> {
 /// Mounts the data disk on /data (creating its filesystem if it is blank). `Ok(None)`: no
 /// `musqratt.data`, the broker runs in memory.
 pub fn mount_data(cfg: &Config) -> Result<Option<&'static str>, String> {
-    let Some(dev) = cfg.data.as_deref() else {
+    let Some(data) = cfg.data.as_deref() else {
         return Ok(None);
     };
-    if !wait_for(Duration::from_secs(5), || Path::new(dev).exists()) {
-        return Err(format!(
-            "data disk {dev}: no such device after 5 s (is its driver, e.g. virtio_blk, loaded?)"
-        ));
+    let mut found = None;
+    let present = wait_for(Duration::from_secs(5), || {
+        found = find_data_device(data);
+        found.is_some()
+    });
+    let dev = match found {
+        Some(dev) if present => dev,
+        _ => {
+            return Err(format!(
+            "data disk {data}: no such device after 5 s (is its driver, e.g. virtio_blk, loaded?)"
+        ))
+        }
+    };
+    if dev != data {
+        log(&format!("data disk {data} is {dev}"));
     }
+    let dev = dev.as_str();
     mkdir(DATA_DIR)?;
     let fstype = cfg.fstype.as_str();
     let mut step =
@@ -337,6 +359,25 @@ pub fn mount_data(cfg: &Config) -> Result<Option<&'static str>, String> {
         // after_mkfs_mount never asks for a second mkfs; say so rather than loop or panic.
         Step::CreateFilesystem => Err(format!("data disk {dev}: still blank after mkfs")),
     }
+}
+
+/// `musqratt.data=`: a device path, or `PARTLABEL=name` (a GPT partition's name, as the
+/// kernel reports it in /sys/class/block/*/uevent: there is no udev for /dev/disk/by-*).
+fn find_data_device(data: &str) -> Option<String> {
+    let Some(label) = data.strip_prefix("PARTLABEL=") else {
+        return Path::new(data).exists().then(|| data.to_string());
+    };
+    let entries = fs::read_dir("/sys/class/block").ok()?;
+    for entry in entries.flatten() {
+        let Ok(uevent) = fs::read_to_string(entry.path().join("uevent")) else {
+            continue;
+        };
+        if let Some(name) = disk::partition_named(&uevent, label) {
+            let dev = format!("/dev/{name}");
+            return Path::new(&dev).exists().then_some(dev);
+        }
+    }
+    None
 }
 
 /// The signals init acts on, read through a signalfd so that one poll loop handles them,
