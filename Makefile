@@ -4,6 +4,7 @@
 #                      (NET=kernel, PORT=, ACCEL=kvm: runscripts/appliance.sh; Ctrl-C powers off)
 #   make serve         build the release broker and run it natively on 127.0.0.1:1883
 #   make image         the appliance image → target/appliance/ (docs/appliance.md)
+#   make boot-disk     the image as a bootable UEFI disk image, for a physical machine
 #   make test          everything CI runs: fmt check, clippy, cargo tests, Python paho tests,
 #                      the musl build's tests, the appliance smoke test
 #   make musl          static broker for our own musl target (std built from source)
@@ -24,7 +25,7 @@ export MUSQRATT_BIN
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
 .PHONY: all serve run test build release fmt fmt-check lint cargo-test pytest deps-run deps-test clean \
-        musl test-musl bench image test-appliance
+        musl test-musl bench image boot-disk test-appliance
 
 all: build
 
@@ -49,6 +50,11 @@ serve: deps-run release
 # modules, booted in QEMU; the data disk target/appliance/data.img keeps the store.
 image: deps-run
 	scripts/build-image.sh
+
+# The same image as a bootable UEFI disk (GPT: systemd-boot + kernel + initramfs, a data
+# partition) to write to a boot medium: docs/deploy-dpdk.md.
+boot-disk: image
+	scripts/build-boot-disk.sh
 
 run: deps-run image
 	exec runscripts/appliance.sh
@@ -105,9 +111,10 @@ else
 endif
 	MUSQRATT_BIN=$(MUSL_BIN) $(VENV)/bin/python -m pytest -q broker-component/server/tests/paho $(PYTEST_ARGS)
 
-# Boots the image on both network paths (DPDK's virtio PMD, guest kernel sockets), twice each;
+# Boots the image on both network paths (DPDK's virtio PMD over uio_pci_generic and over
+# vfio-pci, guest kernel sockets) and the UEFI boot disk, twice each;
 # one test at a time so the printed boot-to-ready times are not two VMs sharing two cores.
-test-appliance: deps-test image
+test-appliance: deps-test image boot-disk
 ifeq ($(NEXTEST),yes)
 	MUSQRATT_APPLIANCE_TEST=1 $(CARGO) nextest run -p musqratt --test appliance --no-fail-fast --no-capture
 else

@@ -11,6 +11,13 @@
 #   PORT=11883 ACCEL=kvm runscripts/appliance.sh
 #
 # Settings (environment):
+#   BOOT=kernel|disk  kernel: QEMU loads the kernel and initramfs of `make image` (default);
+#                     disk: UEFI firmware (OVMF) boots target/appliance/musqratt-boot.img of
+#                     `make boot-disk`, exactly as a machine boots the medium it was written
+#                     to; the network settings are then the ones in the image's boot entry
+#                     and the data partition inside it is the data disk (NET, NIC_DRIVER,
+#                     DISK and APPEND do not apply)
+#   BOOT_IMG=PATH     the boot disk for BOOT=disk (default $APPLIANCE_DIR/musqratt-boot.img)
 #   NET=dpdk|kernel   who drives the guest's virtio-net (default dpdk)
 #   NIC_DRIVER=uio_pci_generic|vfio-pci
 #                     the guest driver that hands the NIC to DPDK (NET=dpdk); vfio-pci adds
@@ -47,9 +54,19 @@ say() { echo "appliance: $*" >&2; }
 case "$NET" in kernel | dpdk) ;; *) die "NET=$NET: expected dpdk or kernel" ;; esac
 case "$ACCEL" in tcg | kvm) ;; *) die "ACCEL=$ACCEL: expected tcg or kvm" ;; esac
 [[ "$PORT" =~ ^[0-9]+$ ]] || die "PORT=$PORT: expected a port number"
-for f in vmlinux initramfs.cpio.gz; do
-    [ -f "$DIR/$f" ] || die "$DIR/$f is missing: run 'make image' first"
-done
+BOOT="${BOOT:-kernel}"
+case "$BOOT" in
+    kernel)
+        for f in vmlinux initramfs.cpio.gz; do
+            [ -f "$DIR/$f" ] || die "$DIR/$f is missing: run 'make image' first"
+        done
+        ;;
+    disk)
+        BOOT_IMG="${BOOT_IMG:-$DIR/musqratt-boot.img}"
+        [ -f "$BOOT_IMG" ] || die "$BOOT_IMG is missing: run 'make boot-disk' first"
+        ;;
+    *) die "BOOT=$BOOT: expected kernel or disk" ;;
+esac
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (scripts/install-deps.sh run)"
 
 # The kernel command line: the serial console, no reboot on panic (QEMU then exits), init's
@@ -80,6 +97,9 @@ else
     MEM=256
 fi
 DRIVE=()
+if [ "$BOOT" = disk ]; then
+    DISK=none
+fi
 if [ "$DISK" != none ]; then
     if [ ! -e "$DISK" ]; then
         say "creating a blank ${DISK_MB} MB data disk $DISK (formatted by the appliance at first boot)"
@@ -101,12 +121,24 @@ mkfifo "$RUN/mon.in" "$RUN/mon.out"
 FIRMWARE=()
 QBOOT=/usr/share/qemu/qboot.rom
 [ -f "$QBOOT" ] && FIRMWARE=(-bios "$QBOOT")
+KERNEL=(-kernel "$DIR/vmlinux" -initrd "$DIR/initramfs.cpio.gz" -append "$CMDLINE")
+if [ "$BOOT" = disk ]; then
+    # UEFI: OVMF's code read-only, its variables in a per-run copy; the boot image is the
+    # machine's disk (its data partition keeps the store across boots).
+    OVMF=/usr/share/OVMF
+    [ -f "$OVMF/OVMF_CODE_4M.fd" ] || die "$OVMF/OVMF_CODE_4M.fd not found (Debian package ovmf)"
+    cp "$OVMF/OVMF_VARS_4M.fd" "$RUN/vars.fd"
+    FIRMWARE=(-drive "if=pflash,format=raw,readonly=on,file=$OVMF/OVMF_CODE_4M.fd"
+        -drive "if=pflash,format=raw,file=$RUN/vars.fd")
+    KERNEL=(-drive "file=$BOOT_IMG,if=virtio,format=raw,cache=writeback")
+    MEM=384
+fi
 # -cpu max: Debian's DPDK needs SSE4.2 and more (QEMU's default qemu64 dies with SIGILL).
 # -no-reboot: a guest reboot or panic ends QEMU instead of looping.
 # hostfwd names 127.0.0.1: never all interfaces.
 QEMU=(qemu-system-x86_64 -accel "$ACCEL" -M "${MACHINE:-q35}" -cpu max -m "$MEM" -smp 2
     -nodefaults -no-user-config -no-reboot -display none
-    "${FIRMWARE[@]}" -kernel "$DIR/vmlinux" -initrd "$DIR/initramfs.cpio.gz" -append "$CMDLINE"
+    "${FIRMWARE[@]}" "${KERNEL[@]}"
     "${IOMMU[@]}" -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$PORT-:1883" "${NIC[@]}"
     "${DRIVE[@]}"
     -chardev "file,id=con,path=$CONSOLE_LOG" -serial chardev:con
@@ -114,7 +146,8 @@ QEMU=(qemu-system-x86_64 -accel "$ACCEL" -M "${MACHINE:-q35}" -cpu max -m "$MEM"
 # shellcheck disable=SC2206 # word splitting is the point
 QEMU+=(${QEMU_ARGS:-})
 
-say "booting (NET=$NET, ACCEL=$ACCEL) → mqtt://127.0.0.1:$PORT; console: $CONSOLE_LOG"
+[ "$BOOT" = disk ] && NET="as in the boot entry"
+say "booting (BOOT=$BOOT, NET=$NET, ACCEL=$ACCEL) → mqtt://127.0.0.1:$PORT; console: $CONSOLE_LOG"
 # setsid: the terminal's Ctrl-C must reach this script (which powers the guest off), not QEMU
 # (which would stop at once, like pulling the plug).
 setsid "${QEMU[@]}" < /dev/null > "$RUN/qemu.out" 2>&1 &

@@ -102,10 +102,11 @@ PY
 # namespace topologies of runscripts/ and the tests (docs/deploy-dpdk.md).
 NET_PKGS=(libdpdk-dev dpdk liblwip-dev libclang-dev pkg-config iproute2 ethtool)
 
-# The appliance (`make image`, `make run`, its smoke test): QEMU and the image's packing tools.
+# The appliance (`make image`, `make boot-disk`, `make run`, its smoke test): QEMU, UEFI
+# firmware for the boot disk, the image's packing tools.
 # Not qemu-utils: machine images may carry a newer one that conflicts with bookworm's
 # qemu-system (docs/appliance.md).
-APPLIANCE_PKGS=(qemu-system-x86 cpio e2fsprogs lz4)
+APPLIANCE_PKGS=(qemu-system-x86 cpio e2fsprogs lz4 ovmf dosfstools mtools fdisk)
 
 check_rust
 case "$MODE" in

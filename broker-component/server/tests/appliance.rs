@@ -51,13 +51,13 @@ struct Appliance {
 }
 
 impl Appliance {
-    fn boot(net: &'static str, nic_driver: &str, dir: &Path) -> (Appliance, Duration) {
+    fn boot(net: &'static str, env: &[(&str, String)], dir: &Path) -> (Appliance, Duration) {
         let port = free_port();
         let console = dir.join(format!("console-{port}.log"));
         let start = Instant::now();
         let script = Command::new(repo().join("runscripts/appliance.sh"))
             .env("NET", net)
-            .env("NIC_DRIVER", nic_driver)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("PORT", port.to_string())
             .env("DISK", dir.join("data.img"))
             .env("CONSOLE_LOG", &console)
@@ -221,17 +221,23 @@ fn mosquitto_sub_one(a: &mut Appliance, topic: &str) -> String {
     text
 }
 
-fn smoke(net: &'static str, nic_driver: &str, driver_line: &str) {
+/// `how` names the variant in the output; `env` is passed to runscripts/appliance.sh (with the
+/// scratch directory as `{dir}`).
+fn smoke(net: &'static str, how: &str, env: &[(&str, &str)], driver_line: &str) {
     if !enabled() {
         return;
     }
-    let dir = scratch_dir(&format!("appliance-{net}-{nic_driver}"));
+    let dir = scratch_dir(&format!("appliance-{net}-{how}"));
+    let env: Vec<(&str, String)> = env
+        .iter()
+        .map(|(k, v)| (*k, v.replace("{dir}", &dir.to_string_lossy())))
+        .collect();
     let retained = format!("kept across a power-off ({net})");
     let held = format!("held until someone subscribes ({net})");
 
-    let (mut a, first) = Appliance::boot(net, nic_driver, &dir);
+    let (mut a, first) = Appliance::boot(net, &env, &dir);
     println!(
-        "NET={net} ({nic_driver}): boot-to-ready {:.2} s (first boot, blank data disk)",
+        "NET={net} ({how}): boot-to-ready {:.2} s (first boot, blank data disk)",
         first.as_secs_f64()
     );
     mosquitto_pub(
@@ -254,9 +260,9 @@ fn smoke(net: &'static str, nic_driver: &str, driver_line: &str) {
     }
     a.power_off();
 
-    let (mut a, second) = Appliance::boot(net, nic_driver, &dir);
+    let (mut a, second) = Appliance::boot(net, &env, &dir);
     println!(
-        "NET={net} ({nic_driver}): boot-to-ready {:.2} s (second boot, data disk in use)",
+        "NET={net} ({how}): boot-to-ready {:.2} s (second boot, data disk in use)",
         second.as_secs_f64()
     );
     let got = mosquitto_sub_one(&mut a, "appliance/retained");
@@ -275,6 +281,7 @@ fn appliance_dpdk_virtio_pmd() {
     smoke(
         "dpdk",
         "uio_pci_generic",
+        &[],
         "Probe PCI driver: net_virtio (1af4:1000)",
     );
 }
@@ -282,14 +289,47 @@ fn appliance_dpdk_virtio_pmd() {
 /// The NIC behind an IOMMU and vfio-pci, as on a physical machine (docs/deploy-dpdk.md).
 #[test]
 fn appliance_dpdk_vfio_pci_behind_an_iommu() {
-    smoke("dpdk", "vfio-pci", "EAL: Using IOMMU type 1");
+    smoke(
+        "dpdk",
+        "vfio-pci",
+        &[("NIC_DRIVER", "vfio-pci")],
+        "EAL: Using IOMMU type 1",
+    );
 }
 
 #[test]
 fn appliance_kernel_sockets() {
-    smoke(
-        "kernel",
-        "uio_pci_generic",
-        "init: network: eth0 10.0.2.15/24",
+    smoke("kernel", "kernel", &[], "init: network: eth0 10.0.2.15/24");
+}
+
+/// The boot medium of `make boot-disk` (a copy: its data partition changes), booted by UEFI
+/// firmware through systemd-boot, its data partition found by name.
+#[test]
+fn appliance_uefi_boot_disk() {
+    if !enabled() {
+        return;
+    }
+    let image = repo().join("target/appliance/musqratt-boot.img");
+    assert!(
+        image.exists(),
+        "{} missing: run `make boot-disk`",
+        image.display()
     );
+    let dir = scratch_dir("appliance-boot-disk-copy");
+    let copy = dir.join("boot.img");
+    // cp --sparse: the 1 GiB data partition is mostly holes.
+    let ok = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&image)
+        .arg(&copy)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "copy {}", image.display());
+    smoke(
+        "dpdk",
+        "uefi-disk",
+        &[("BOOT", "disk"), ("BOOT_IMG", &copy.to_string_lossy())],
+        "init: data disk PARTLABEL=musqratt-data is /dev/vda2",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
