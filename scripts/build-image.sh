@@ -162,6 +162,7 @@ total=$(( $(size "$OUT/vmlinuz") + $(size "$OUT/initramfs.cpio.gz") ))
     echo "  broker      $(mib "$(size "$STAGE/bin/musqratt")") (static, stripped)"
     echo "  init        $(mib "$(size "$STAGE/init")") (static, stripped)"
     echo "  modules     $(mib "$(du -sb "$STAGE/lib/modules" | cut -f1)") ($(ls "$STAGE/lib/modules" | wc -l) files)"
+    echo "  mkfs.ext4   $(mib "$(du -cb "$STAGE/sbin" "$STAGE/lib/x86_64-linux-gnu" "$STAGE/lib64" | tail -1 | cut -f1)") (with its libraries and loader)"
     echo "image         $(mib "$total") (vmlinuz + initramfs)"
 } > "$OUT/image-info.txt"
 sed 's/^/build-image: /' "$OUT/image-info.txt" >&2
