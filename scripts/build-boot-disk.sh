@@ -29,35 +29,21 @@ ESP_MB=64
 HUGEPAGES="${HUGEPAGES:-96}"
 BOOT_OPTIONS="${BOOT_OPTIONS:-musqratt.net=dpdk}"
 
-log() { echo "build-boot-disk: $*" >&2; }
-die() { echo "build-boot-disk: error: $*" >&2; exit 1; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+PROG=build-boot-disk
+# shellcheck source=lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
 
 [[ "$DATA_MB" =~ ^[0-9]+$ ]] && [ "$DATA_MB" -ge 64 ] || die "DATA_MB=$DATA_MB: expected at least 64"
 for f in vmlinuz initramfs.cpio.gz; do
     [ -f "$OUT/$f" ] || die "$OUT/$f is missing: run 'make image' first"
 done
-need=()
-command -v mkfs.vfat >/dev/null || need+=(dosfstools)
-command -v mcopy >/dev/null || need+=(mtools)
-command -v sfdisk >/dev/null || need+=(fdisk)
-if [ "${#need[@]}" -gt 0 ]; then
-    log "installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    as_root apt-get install -y -qq --no-install-recommends "${need[@]}" >&2 \
-        || { as_root apt-get update -qq && as_root apt-get install -y -qq --no-install-recommends "${need[@]}" >&2; }
-fi
+need_tools mkfs.vfat:dosfstools mcopy:mtools sfdisk:fdisk dpkg-deb:dpkg
 
 # systemd-boot's EFI binary, from the package Debian builds it in.
 SDBOOT="$CACHE/systemd-boot-efi/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
 if [ ! -f "$SDBOOT" ]; then
     log "downloading systemd-boot-efi"
-    rm -rf "$CACHE/dl-sdboot" && mkdir -p "$CACHE/dl-sdboot"
-    (cd "$CACHE/dl-sdboot" && apt-get download systemd-boot-efi 2>&1 | grep -v "^W: Download is performed unsandboxed" >&2) \
-        || { as_root apt-get update -qq && (cd "$CACHE/dl-sdboot" && apt-get download systemd-boot-efi >&2); } \
-        || die "apt-get download systemd-boot-efi failed"
-    rm -rf "$CACHE/systemd-boot-efi" && dpkg-deb -x "$CACHE"/dl-sdboot/systemd-boot-efi_*.deb "$CACHE/systemd-boot-efi"
-    rm -rf "$CACHE/dl-sdboot"
+    deb_unpack systemd-boot-efi "$CACHE/systemd-boot-efi"
     [ -f "$SDBOOT" ] || die "systemd-bootx64.efi is not where systemd-boot-efi used to put it"
 fi
 

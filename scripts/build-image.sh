@@ -27,22 +27,12 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BROKER="$TARGET_DIR/x86_64-unknown-musqratt-musl/release/musqratt"
 INIT="$TARGET_DIR/x86_64-unknown-linux-gnu/release/musqratt-init"
 
-log() { echo "build-image: $*" >&2; }
-die() { echo "build-image: error: $*" >&2; exit 1; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+PROG=build-image
+# shellcheck source=lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
 
 # --- 1. host tools ----------------------------------------------------------------------------
-need=()
-command -v cpio >/dev/null || need+=(cpio)
-command -v mke2fs >/dev/null || need+=(e2fsprogs)
-command -v dpkg-deb >/dev/null || need+=(dpkg)
-command -v lz4 >/dev/null || need+=(lz4)
-if [ "${#need[@]}" -gt 0 ]; then
-    log "installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    as_root apt-get install -y -qq --no-install-recommends "${need[@]}" >&2 \
-        || { as_root apt-get update -qq && as_root apt-get install -y -qq --no-install-recommends "${need[@]}" >&2; }
-fi
+need_tools cpio:cpio mke2fs:e2fsprogs dpkg-deb:dpkg lz4:lz4
 mkdir -p "$CACHE"
 
 # --- 2. the kernel: Debian's cloud kernel, resolved through its metapackage -------------------
@@ -59,14 +49,7 @@ KVER="${PKG#linux-image-}"
 KDIR="$CACHE/$PKG"
 if [ ! -f "$KDIR/boot/vmlinuz-$KVER" ]; then
     log "downloading $PKG"
-    rm -rf "$CACHE/dl" && mkdir -p "$CACHE/dl"
-    # apt-get download writes into the current directory; as root it warns that _apt cannot
-    # write there (it downloads unsandboxed), which is harmless.
-    (cd "$CACHE/dl" && apt-get download "$PKG" 2>&1 | grep -v "^W: Download is performed unsandboxed" >&2) \
-        || die "apt-get download $PKG failed"
-    deb="$(ls "$CACHE"/dl/"$PKG"_*.deb)"
-    rm -rf "$KDIR.tmp" && dpkg-deb -x "$deb" "$KDIR.tmp"
-    rm -rf "$KDIR" && mv "$KDIR.tmp" "$KDIR" && rm -rf "$CACHE/dl"
+    deb_unpack "$PKG" "$KDIR"
 fi
 MODDIR="$KDIR/lib/modules/$KVER/kernel"
 
