@@ -95,7 +95,14 @@ pub fn configure_network(cfg: &Config) -> Result<(), String> {
         &format!("add the default route via {gw} on {name}"),
         true,
     )?;
-    log(&format!("network: {name} {ip}/{prefix}, gateway {gw}"));
+    // Which driver carries the traffic (virtio_net under QEMU): the device's driver link.
+    let driver = std::fs::read_link(format!("/sys/class/net/{name}/device/driver"))
+        .ok()
+        .and_then(|l| l.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "no driver link".into());
+    log(&format!(
+        "network: {name} ({driver}) {ip}/{prefix}, gateway {gw}"
+    ));
     Ok(())
 }
 
