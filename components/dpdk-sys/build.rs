@@ -134,9 +134,12 @@ fn link_shared(libs: &[String]) {
 const DPDK_LIBDIR: &str = "/usr/lib/x86_64-linux-gnu";
 
 /// Poll-mode drivers and buses of the static build. A static binary cannot dlopen plugins, so
-/// the drivers a deployment may name in `eal_args` are linked in whole (each registers itself
-/// from a constructor): PCI and virtual buses, the ring mempool, af_packet and tap (veth and
-/// TAP testbeds), ring (unit tests) and virtio (the QEMU appliance). docs/runtime.md.
+/// the drivers a deployment may name in `eal_args` or bind to a NIC are linked in whole (each
+/// registers itself from a constructor): PCI and virtual buses, the ring mempool, af_packet and
+/// tap (veth and TAP testbeds), ring (unit tests), virtio (the QEMU appliance), and the physical
+/// and cloud NICs of an edge deployment: Intel e1000/igb/e1000e, ixgbe (82599, X5xx), i40e
+/// (X710, XL710), ice (E810) and iavf (their VFs), VMware's vmxnet3 and AWS's ENA.
+/// docs/runtime.md.
 const STATIC_DRIVERS: &[&str] = &[
     "bus_pci",
     "bus_vdev",
@@ -145,10 +148,23 @@ const STATIC_DRIVERS: &[&str] = &[
     "net_ring",
     "net_tap",
     "net_virtio",
+    "net_e1000",
+    "net_ixgbe",
+    "net_i40e",
+    "net_ice",
+    "net_iavf",
+    "net_vmxnet3",
+    "net_ena",
 ];
 
 /// DPDK libraries the drivers and we use, in link order (a library before what it needs).
+/// common_iavf: the virtchnl code of iavf and ice (DCF); security and cryptodev: ixgbe's inline
+/// IPsec; timer: ENA's keep-alive watchdog; hash: ixgbe, i40e, ice flow tables (and gso).
 const STATIC_LIBS: &[&str] = &[
+    "common_iavf",
+    "security",
+    "cryptodev",
+    "timer",
     "gso",
     "ethdev",
     "hash",

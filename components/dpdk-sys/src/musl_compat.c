@@ -83,6 +83,16 @@ WEAK void *__memcpy_chk(void *dst, const void *src, size_t n, size_t dstlen) {
   return memcpy(dst, src, n);
 }
 
+WEAK char *__strcpy_chk(char *dst, const char *src, size_t dstlen) {
+  (void)dstlen;
+  return strcpy(dst, src);
+}
+
+WEAK char *__strcat_chk(char *dst, const char *src, size_t dstlen) {
+  (void)dstlen;
+  return strcat(dst, src);
+}
+
 WEAK ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen) {
   (void)buflen;
   return read(fd, buf, n);
