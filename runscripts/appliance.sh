@@ -57,7 +57,7 @@ case "$ACCEL" in tcg | kvm) ;; *) die "ACCEL=$ACCEL: expected tcg or kvm" ;; esa
 BOOT="${BOOT:-kernel}"
 case "$BOOT" in
     kernel)
-        for f in vmlinux initramfs.cpio.gz; do
+        for f in vmlinux initramfs.cpio.lz4; do
             [ -f "$DIR/$f" ] || die "$DIR/$f is missing: run 'make image' first"
         done
         ;;
@@ -121,7 +121,7 @@ mkfifo "$RUN/mon.in" "$RUN/mon.out"
 FIRMWARE=()
 QBOOT=/usr/share/qemu/qboot.rom
 [ -f "$QBOOT" ] && FIRMWARE=(-bios "$QBOOT")
-KERNEL=(-kernel "$DIR/vmlinux" -initrd "$DIR/initramfs.cpio.gz" -append "$CMDLINE")
+KERNEL=(-kernel "$DIR/vmlinux" -initrd "$DIR/initramfs.cpio.lz4" -append "$CMDLINE")
 if [ "$BOOT" = disk ]; then
     # UEFI: OVMF's code read-only, its variables in a per-run copy; the boot image is the
     # machine's disk (its data partition keeps the store across boots).

@@ -7,7 +7,7 @@
 #   1  musqratt-esp   FAT32, 64 MiB: systemd-boot as \EFI\BOOT\BOOTX64.EFI (the removable-media
 #                     path every UEFI firmware boots), loader\entries\musqratt.conf (the kernel
 #                     command line: edit it on any machine that reads FAT), \musqratt\vmlinuz
-#                     and \musqratt\initramfs.cpio.gz from `make image`
+#                     and \musqratt\initramfs.cpio.lz4 from `make image`
 #   2  musqratt-data  DATA_MB (default 1024), left blank: init creates ext4 on it at first boot
 #                     and finds it by name (musqratt.data=PARTLABEL=musqratt-data)
 #
@@ -34,7 +34,7 @@ PROG=build-boot-disk
 . "$ROOT/scripts/lib/common.sh"
 
 [[ "$DATA_MB" =~ ^[0-9]+$ ]] && [ "$DATA_MB" -ge 64 ] || die "DATA_MB=$DATA_MB: expected at least 64"
-for f in vmlinuz initramfs.cpio.gz; do
+for f in vmlinuz initramfs.cpio.lz4; do
     [ -f "$OUT/$f" ] || die "$OUT/$f is missing: run 'make image' first"
 done
 need_tools mkfs.vfat:dosfstools mcopy:mtools sfdisk:fdisk dpkg-deb:dpkg
@@ -55,7 +55,7 @@ m() { mmd -i "$ESP" "$@"; }
 m ::/EFI ::/EFI/BOOT ::/loader ::/loader/entries ::/musqratt
 mcopy -i "$ESP" "$SDBOOT" ::/EFI/BOOT/BOOTX64.EFI
 mcopy -i "$ESP" "$OUT/vmlinuz" ::/musqratt/vmlinuz
-mcopy -i "$ESP" "$OUT/initramfs.cpio.gz" ::/musqratt/initramfs.cpio.gz
+mcopy -i "$ESP" "$OUT/initramfs.cpio.lz4" ::/musqratt/initramfs.cpio.lz4
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 # timeout 0: straight into the entry (hold a key at power-on for the menu).
@@ -65,7 +65,7 @@ printf 'default musqratt.conf\ntimeout 0\nconsole-mode keep\n' > "$TMP/loader.co
 cat > "$TMP/musqratt.conf" <<EOF
 title   MusQraTT appliance
 linux   /musqratt/vmlinuz
-initrd  /musqratt/initramfs.cpio.gz
+initrd  /musqratt/initramfs.cpio.lz4
 options console=tty0 console=ttyS0,115200 quiet panic=10 hugepagesz=2M hugepages=$HUGEPAGES musqratt.data=PARTLABEL=musqratt-data $BOOT_OPTIONS
 EOF
 mcopy -i "$ESP" "$TMP/loader.conf" ::/loader/loader.conf

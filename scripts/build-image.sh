@@ -2,7 +2,7 @@
 # `make image`: the MusQraTT appliance (docs/appliance.md) → target/appliance/
 #
 #   vmlinuz              Debian's cloud kernel, downloaded and unpacked (never installed)
-#   initramfs.cpio.gz    the whole root filesystem: /init (components/init), /bin/musqratt
+#   initramfs.cpio.lz4   the whole root filesystem: /init (components/init), /bin/musqratt
 #                        (the static musl build, with DPDK and lwIP), the kernel modules and
 #                        their load lists, /sbin/mkfs.ext4 with its libraries
 #   vmlinux              the same kernel, uncompressed (an ELF with a PVH entry): QEMU loads it
@@ -117,10 +117,12 @@ interp="$(ldd "$(command -v mke2fs)" | awk '/ld-linux/ {print $1}')"
 [ -f "$STAGE$interp" ] || die "mke2fs's loader $interp was not copied"
 
 # --- 5. pack -----------------------------------------------------------------------------------
-# newc with every file owned by root, without needing root (notes/appliance.md).
+# newc with every file owned by root, without needing root (notes/appliance.md). LZ4 (the
+# kernel wants its legacy frame, -l): under software emulation it unpacks 0.2 s faster than
+# gzip for 0.9 MB more.
 (cd "$STAGE" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet) \
-    | gzip -9 > "$OUT/initramfs.cpio.gz.tmp"
-mv "$OUT/initramfs.cpio.gz.tmp" "$OUT/initramfs.cpio.gz"
+    | lz4 -l -9 -q > "$OUT/initramfs.cpio.lz4.tmp"
+mv "$OUT/initramfs.cpio.lz4.tmp" "$OUT/initramfs.cpio.lz4"
 install -m 0644 "$KDIR/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
 
 # vmlinux for QEMU's PVH boot: Debian's bzImage carries the kernel as an LZ4 (legacy frame)
@@ -137,11 +139,11 @@ ln -f "$KDIR/vmlinux" "$OUT/vmlinux" 2>/dev/null || cp "$KDIR/vmlinux" "$OUT/vml
 
 size() { stat -c %s "$1"; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
-total=$(( $(size "$OUT/vmlinuz") + $(size "$OUT/initramfs.cpio.gz") ))
+total=$(( $(size "$OUT/vmlinuz") + $(size "$OUT/initramfs.cpio.lz4") ))
 {
     echo "kernel        $PKG"
     echo "vmlinuz       $(mib "$(size "$OUT/vmlinuz")")"
-    echo "initramfs     $(mib "$(size "$OUT/initramfs.cpio.gz")") (gzip; unpacked $(mib "$(du -sb "$STAGE" | cut -f1)"))"
+    echo "initramfs     $(mib "$(size "$OUT/initramfs.cpio.lz4")") (lz4; unpacked $(mib "$(du -sb "$STAGE" | cut -f1)"))"
     echo "  broker      $(mib "$(size "$STAGE/bin/musqratt")") (static, stripped)"
     echo "  init        $(mib "$(size "$STAGE/init")") (static, stripped)"
     echo "  modules     $(mib "$(du -sb "$STAGE/lib/modules" | cut -f1)") ($(ls "$STAGE/lib/modules" | wc -l) files)"
@@ -149,4 +151,4 @@ total=$(( $(size "$OUT/vmlinuz") + $(size "$OUT/initramfs.cpio.gz") ))
     echo "image         $(mib "$total") (vmlinuz + initramfs)"
 } > "$OUT/image-info.txt"
 sed 's/^/build-image: /' "$OUT/image-info.txt" >&2
-log "done: $OUT/vmlinuz $OUT/initramfs.cpio.gz"
+log "done: $OUT/vmlinuz $OUT/initramfs.cpio.lz4"

@@ -29,7 +29,7 @@ fn repo() -> PathBuf {
 
 fn enabled() -> bool {
     if std::env::var_os("MUSQRATT_APPLIANCE_TEST").is_some_and(|v| v == "1") {
-        let image = repo().join("target/appliance/initramfs.cpio.gz");
+        let image = repo().join("target/appliance/initramfs.cpio.lz4");
         assert!(
             image.exists(),
             "{} missing: run `make image`",
