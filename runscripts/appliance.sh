@@ -2,9 +2,10 @@
 # The MusQraTT appliance in QEMU (docs/appliance.md): the image of `make image` booted with its
 # broker forwarded to 127.0.0.1:$PORT. The console goes to the terminal and to console.log;
 # Ctrl-C (or SIGTERM) presses the virtual power button: init stops the broker, syncs, unmounts
-# the data disk and powers off, and QEMU exits. Exit status: 0 after a clean power-off, 1 if
-# the guest panicked or powered off without init's "powering off" line, QEMU's own status if it
-# failed.
+# the data disk and powers off, and QEMU exits. Exit status: 0 after a clean power-off (the
+# broker stopped on SIGTERM with status 0, then init powered off); 1 after a guest panic, an
+# init failure, a broker that exited by itself or had to be killed; QEMU's own status if QEMU
+# failed; 2 for a bad setting.
 #
 #   runscripts/appliance.sh                  # DPDK's virtio PMD drives the NIC (the default)
 #   NET=kernel runscripts/appliance.sh       # same image, guest kernel sockets
@@ -195,12 +196,16 @@ if [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ]; then
     say "QEMU failed (exit $rc)"
     exit "$rc"
 fi
-if grep -q "Kernel panic" "$CONSOLE_LOG"; then
-    say "the guest kernel panicked (console: $CONSOLE_LOG)"
+# Clean = the broker stopped on init's SIGTERM with status 0, then init powered off. Anything
+# else (a panic, init's own failure line, a broker that exited or crashed by itself, SIGKILL
+# after the stop timeout) is not, and the console's end is shown.
+unclean() {
+    say "$1 (console: $CONSOLE_LOG); its last lines:"
+    tail -n 15 "$CONSOLE_LOG" | sed 's/^/  | /' >&2
     exit 1
-fi
-if ! grep -q "^init: powering off" "$CONSOLE_LOG"; then
-    say "the guest stopped without init's power-off (console: $CONSOLE_LOG)"
-    exit 1
-fi
+}
+grep -q "Kernel panic" "$CONSOLE_LOG" && unclean "the guest kernel panicked"
+grep -q "^init: powering off" "$CONSOLE_LOG" || unclean "the guest stopped without init's power-off"
+grep -q "^init: broker exited after SIGTERM: exit status 0" "$CONSOLE_LOG" \
+    || unclean "the broker did not stop cleanly on the power button"
 say "powered off cleanly"
