@@ -299,7 +299,12 @@ fn appliance_dpdk_vfio_pci_behind_an_iommu() {
 
 #[test]
 fn appliance_kernel_sockets() {
-    smoke("kernel", "kernel", &[], "init: network: eth0 (virtio_net) 10.0.2.15/24");
+    smoke(
+        "kernel",
+        "kernel",
+        &[],
+        "init: network: eth0 (virtio_net) 10.0.2.15/24",
+    );
 }
 
 /// The boot medium of `make boot-disk` (a copy: its data partition changes), booted by UEFI
