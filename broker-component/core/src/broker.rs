@@ -59,6 +59,9 @@ pub struct Broker {
     /// Restored wills due at start-up, published by
     /// [`publish_restored_wills`](Self::publish_restored_wills) (will.rs).
     pub(crate) due_wills: Mutex<Vec<DueWill>>,
+    /// The password table CONNECTs are checked against (auth.rs); the server installs it at
+    /// start and replaces it on SIGHUP.
+    pub auth: crate::auth::Auth,
 }
 
 impl Broker {
@@ -85,6 +88,7 @@ impl Broker {
             memory,
             limit_log: LimitLog::default(),
             due_wills: Mutex::new(Vec::new()),
+            auth: crate::auth::Auth::default(),
         }
     }
 

@@ -8,6 +8,9 @@ const MAX_HIGH_WATERMARK: usize = 1000;
 /// Broker settings; `Default` gives the documented defaults of docs/design.md §5.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrokerConfig {
+    /// Whether a CONNECT without a User Name is accepted (`auth.allow_anonymous`, default true).
+    /// Refused: v5 CONNACK 0x87 Not authorized, 3.1.1 return code 5 (auth.rs).
+    pub allow_anonymous: bool,
     /// Hold messages published to topics nobody subscribes to (docs/design.md §3).
     pub hold_enabled: bool,
     /// Per-topic bound of the hold queue; the oldest message is dropped beyond it.
@@ -133,6 +136,7 @@ impl BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
+            allow_anonymous: true,
             hold_enabled: true,
             hold_max_messages_per_topic: 1000,
             hold_max_total_bytes: 64 << 20,

@@ -1,5 +1,5 @@
-//! CONNECT (§3.1): authenticate (nothing to check yet), bind or create the
-//! session, answer CONNACK, then resume delivery of a present session.
+//! CONNECT (§3.1): authenticate (user name and password, auth.rs), bind or create
+//! the session, answer CONNACK, then resume delivery of a present session.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,6 +8,7 @@ use musqratt_codec::{
     encoded_len, ConnAck, Connect, Packet, Properties, ProtocolVersion, ReasonCode,
 };
 
+use crate::auth::Verdict;
 use crate::broker::Broker;
 use crate::connection::{Connection, Output, State};
 use crate::session::{Session, SessionCell};
@@ -31,6 +32,27 @@ impl Connection {
             // We offer no enhanced authentication methods (§4.12).
             tracing::warn!(client = %c.client_id, "closing connection: unsupported authentication method");
             return self.refuse(broker, ReasonCode::BAD_AUTHENTICATION_METHOD, now, out);
+        }
+
+        // Once per CONNECT, on this worker: a PBKDF2 of at most auth::MAX_ITERATIONS.
+        let verdict = broker.auth.check(
+            broker.config.allow_anonymous,
+            c.username.as_deref(),
+            c.password.as_deref(),
+        );
+        // The user name is the client's: logged quoted (Debug), so it cannot forge a log line.
+        // The password is never logged.
+        match verdict {
+            Verdict::Allowed => {}
+            Verdict::NotAuthorized => {
+                tracing::warn!(client = %c.client_id, "connection refused: no user name and auth.allow_anonymous is false");
+                return self.refuse(broker, ReasonCode::NOT_AUTHORIZED, now, out);
+            }
+            Verdict::BadUserNameOrPassword => {
+                let user = c.username.as_deref().unwrap_or_default();
+                tracing::warn!(client = %c.client_id, username = ?user, "connection refused: bad user name or password");
+                return self.refuse(broker, ReasonCode::BAD_USER_NAME_OR_PASSWORD, now, out);
+            }
         }
 
         if c.will

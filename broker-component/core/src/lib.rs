@@ -18,6 +18,7 @@
 //!
 //! Module map (one file per concept, packet handlers named after Mosquitto's):
 //! - [`config`]: the broker settings the protocol core needs;
+//! - [`auth`]: the password file (Mosquitto's format) and the check of a CONNECT's credentials;
 //! - [`broker`]: shared state and the broker-wide timer;
 //! - [`connection`]: one client's protocol state machine and packet dispatch;
 //! - `handle_connect`, `handle_publish`, `handle_subscribe`, `handle_ack`,
@@ -32,6 +33,7 @@
 //!   what the store kept (docs/storage.md).
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod broker;
 pub mod budget;
 pub mod config;
