@@ -74,8 +74,9 @@ impl Packet {
     }
 }
 
-/// CONNECT (§3.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// CONNECT (§3.1). Its `Debug` never shows the password (only its length), so a CONNECT logged
+/// with `?` leaks no secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Connect {
     pub protocol: ProtocolVersion,
     /// "Clean Session" in 3.1.1, "Clean Start" in 5.0.
@@ -87,6 +88,30 @@ pub struct Connect {
     pub will: Option<Will>,
     pub username: Option<String>,
     pub password: Option<Bytes>,
+}
+
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Redacted(usize);
+        impl std::fmt::Debug for Redacted {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "<{} bytes, not shown>", self.0)
+            }
+        }
+        f.debug_struct("Connect")
+            .field("protocol", &self.protocol)
+            .field("clean_start", &self.clean_start)
+            .field("keep_alive", &self.keep_alive)
+            .field("properties", &self.properties)
+            .field("client_id", &self.client_id)
+            .field("will", &self.will)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &self.password.as_ref().map(|p| Redacted(p.len())),
+            )
+            .finish()
+    }
 }
 
 /// The Will Message carried in CONNECT.
@@ -245,4 +270,29 @@ impl Disconnect {
 pub struct Auth {
     pub reason_code: ReasonCode,
     pub properties: Properties,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_debug_hides_the_password() {
+        let c = Connect {
+            protocol: ProtocolVersion::V5,
+            clean_start: true,
+            keep_alive: 60,
+            properties: Properties::default(),
+            client_id: "c".into(),
+            will: None,
+            username: Some("alice".into()),
+            password: Some(Bytes::from_static(b"hunter2-secret")),
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("alice") && shown.contains("<14 bytes, not shown>"),
+            "{shown}"
+        );
+    }
 }
