@@ -1,5 +1,5 @@
-//! The command line (docs/design.md §4, a contract): `serve`, and the clients `shell`, `pub`, `sub`
-//! (docs/cli.md). The clients follow mosquitto_pub/mosquitto_sub: `-h` is the host, help is
+//! The command line (docs/design.md §4, a contract): `serve`, `passwd`, and the clients `shell`,
+//! `pub`, `sub` (docs/cli.md). The clients follow mosquitto_pub/mosquitto_sub: `-h` is the host, help is
 //! `--help`.
 
 use std::net::SocketAddr;
@@ -35,6 +35,32 @@ pub enum Command {
     /// Subscribe and print messages, like mosquitto_sub.
     #[command(disable_help_flag = true)]
     Sub(SubArgs),
+    /// Add, update or delete a user of a password file (Mosquitto's format), like
+    /// mosquitto_passwd.
+    Passwd(PasswdArgs),
+}
+
+/// `musqratt passwd [-c | -D] FILE USER`, `musqratt passwd [-c] -b FILE USER PASSWORD`.
+#[derive(Debug, Args)]
+pub struct PasswdArgs {
+    /// Create the file, replacing an existing one, with this user only.
+    #[arg(short = 'c', conflicts_with = "delete")]
+    pub create: bool,
+    /// Delete the user instead of adding or updating it.
+    #[arg(short = 'D', conflicts_with = "batch")]
+    pub delete: bool,
+    /// Batch mode: the password is the third argument (visible in `ps` and shell history).
+    #[arg(short = 'b')]
+    pub batch: bool,
+    /// The password file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The user name.
+    #[arg(value_name = "USER")]
+    pub user: String,
+    /// The password (with -b only; otherwise it is read twice from the terminal, without echo).
+    #[arg(value_name = "PASSWORD")]
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Args)]

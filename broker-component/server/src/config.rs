@@ -18,6 +18,7 @@ use toml_edit::{Item, Key, TableLike, Value};
 
 use crate::sched::Scheduling;
 
+mod auth;
 mod network;
 pub use network::{LwipDpdk, NetworkStack};
 
@@ -40,6 +41,9 @@ pub struct Settings {
     pub scheduling: Scheduling,
     /// `[network]`: kernel sockets, or lwIP over DPDK (config/network.rs).
     pub network: NetworkStack,
+    /// `[auth] password_file` (config/auth.rs): a relative path is taken from the config file's
+    /// directory. `allow_anonymous` is in `broker`.
+    pub password_file: Option<PathBuf>,
     /// The protocol core's settings, filled straight from `[hold]`,
     /// `[session]`, `[message]` and `[limits]`.
     pub broker: BrokerConfig,
@@ -57,17 +61,23 @@ impl Default for Settings {
             max_connections: 0,
             scheduling: Scheduling::default(),
             network: NetworkStack::Kernel,
+            password_file: None,
             broker: BrokerConfig::default(),
         }
     }
 }
 
 impl Settings {
-    /// Reads `path` over the defaults.
+    /// Reads `path` over the defaults. A relative `password_file` is resolved against the
+    /// directory of `path`.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let src = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
-        Settings::parse(&path.display().to_string(), &src)
+        let mut s = Settings::parse(&path.display().to_string(), &src)?;
+        if let (Some(file), Some(dir)) = (&mut s.password_file, path.parent()) {
+            *file = dir.join(&*file);
+        }
+        Ok(s)
     }
 
     /// Parses a config file's text; `file` names it in error messages.
@@ -85,7 +95,7 @@ impl Settings {
             match key.get() {
                 "listener" => s.listeners = cx.listeners(key, item)?,
                 "storage" => cx.storage(key, item, &mut s)?,
-                "auth" => cx.auth(key, item)?,
+                "auth" => cx.auth(key, item, &mut s)?,
                 "network" => s.network = cx.network(key, item)?,
                 "hold" => cx.hold(key, item, &mut s)?,
                 "session" => cx.session(key, item, &mut s)?,
@@ -362,35 +372,6 @@ impl Cx<'_> {
                         k,
                         &format!("storage.{other}"),
                         &["dir", "in_memory", "fsync", "max_disk_mb"],
-                    ))
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn auth(&self, key: &Key, item: &Item) -> Result<(), ConfigError> {
-        for (k, v) in entries(self.table(key, item, "auth")?) {
-            match k.get() {
-                // Anonymous access is all there is until authentication lands.
-                "allow_anonymous" => {
-                    if !self.boolean(k, v, "auth.allow_anonymous")? {
-                        return Err(self.not_supported(
-                            k,
-                            "auth.allow_anonymous",
-                            "allow_anonymous = false (authentication)",
-                        ));
-                    }
-                }
-                "password_file" => {
-                    return Err(self.not_supported(k, "auth.password_file", "password_file"))
-                }
-                "acl_file" => return Err(self.not_supported(k, "auth.acl_file", "acl_file")),
-                other => {
-                    return Err(self.unknown(
-                        k,
-                        &format!("auth.{other}"),
-                        &["allow_anonymous", "password_file", "acl_file"],
                     ))
                 }
             }

@@ -8,6 +8,8 @@ mod conn;
 mod inbox;
 mod memory;
 mod netstack;
+mod passwd;
+mod password_file;
 mod sched;
 mod server;
 mod worker;
@@ -69,5 +71,6 @@ fn main() -> ExitCode {
         }
         cli::Command::Pub(a) => client::pubsub::publish(&a),
         cli::Command::Sub(a) => client::pubsub::subscribe(&a),
+        cli::Command::Passwd(a) => passwd::run(&a),
     }
 }

@@ -12,7 +12,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use musqratt_core::restore::Restored;
 use musqratt_core::Broker;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -25,6 +25,11 @@ const SIGNALS: Token = Token(usize::MAX);
 const BACKLOG: i32 = 4096;
 
 pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
+    // The password file first: a bad one stops the start before anything is opened or bound.
+    let passwords = match &settings.password_file {
+        Some(path) => Some(crate::password_file::load_at_start(path)?),
+        None => None,
+    };
     // The store first: a second broker on the same directory stops here, before it binds.
     let shared_cell: Arc<OnceLock<Arc<Shared>>> = Arc::new(OnceLock::new());
     let store = open_store(settings, &shared_cell)?;
@@ -39,7 +44,8 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
             .map_err(|e| format!("cannot register listener {addr}: {e}"))?;
         listeners.push(l);
     }
-    let mut signals = Signals::new([SIGINT, SIGTERM])
+    // SIGHUP reloads the password file; SIGINT and SIGTERM stop the broker.
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)
@@ -57,6 +63,9 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
         );
     }
     let mut broker = Broker::new(config, Instant::now());
+    if let Some(table) = passwords {
+        broker.auth.set_passwords(Some(table));
+    }
     let journal = match store {
         Some((store, restored)) => {
             let now = Instant::now();
@@ -121,7 +130,14 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
         }
         for ev in events.iter() {
             if ev.token() == SIGNALS {
-                if let Some(sig) = signals.pending().next() {
+                for sig in signals.pending() {
+                    if sig == SIGHUP {
+                        match &settings.password_file {
+                            Some(path) => crate::password_file::reload(&shared.broker, path),
+                            None => tracing::info!("SIGHUP: no password file to reload"),
+                        }
+                        continue;
+                    }
                     tracing::info!(signal = sig, "shutting down");
                     break 'outer;
                 }

@@ -150,17 +150,7 @@ fn unsupported_settings_are_rejected() {
             "listener.tls",
             3,
         ),
-        (
-            "[auth]\npassword_file = \"passwd\"\n",
-            "auth.password_file",
-            2,
-        ),
         ("[auth]\nacl_file = \"acl\"\n", "auth.acl_file", 2),
-        (
-            "[auth]\nallow_anonymous = false\n",
-            "auth.allow_anonymous",
-            2,
-        ),
     ] {
         let e = err(src);
         let want = format!("musqratt.toml:{line}: key '{key}': ");
@@ -371,4 +361,59 @@ fn queued_bytes_limit() {
         err("[limits]\nmax_queued_mb = 1048577\n"),
         "musqratt.toml:2: key 'limits.max_queued_mb': expected an integer 0..=1048576, found 1048577"
     );
+}
+
+#[test]
+fn auth_section() {
+    let s = Settings::parse(
+        "f",
+        "[auth]\nallow_anonymous = false\npassword_file = \"/etc/musqratt/passwd\"\n",
+    )
+    .unwrap();
+    assert!(!s.broker.allow_anonymous);
+    assert_eq!(s.password_file, Some(PathBuf::from("/etc/musqratt/passwd")));
+    // The default: anonymous clients allowed, no password file.
+    let d = Settings::default();
+    assert!(d.broker.allow_anonymous && d.password_file.is_none());
+    let s = Settings::parse("f", "[auth]\npassword_file = \"pw\"\n").unwrap();
+    assert!(s.broker.allow_anonymous);
+}
+
+#[test]
+fn auth_errors_name_line_and_key() {
+    let e = err("[auth]\n\nallow_anonymous = false\n");
+    assert_eq!(
+        e,
+        "musqratt.toml:3: key 'auth.allow_anonymous': false needs auth.password_file \
+         (without it any user name would be accepted)"
+    );
+    let e = err("[auth]\npassword_file = 3\n");
+    assert_eq!(
+        e,
+        "musqratt.toml:2: key 'auth.password_file': expected a string, found 3"
+    );
+    let e = err("[auth]\npassword_file = \"\"\n");
+    assert!(
+        e.starts_with("musqratt.toml:2: key 'auth.password_file': "),
+        "{e}"
+    );
+    let e = err("[auth]\nallow_anonymous = \"no\"\n");
+    assert!(
+        e.starts_with("musqratt.toml:2: key 'auth.allow_anonymous': "),
+        "{e}"
+    );
+}
+
+#[test]
+fn relative_password_file_is_taken_from_the_config_directory() {
+    let dir = std::env::temp_dir().join(format!("musqratt-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("musqratt.toml");
+    std::fs::write(&conf, "[auth]\npassword_file = \"sub/passwd\"\n").unwrap();
+    let s = Settings::load(&conf).unwrap();
+    assert_eq!(s.password_file, Some(dir.join("sub/passwd")));
+    std::fs::write(&conf, "[auth]\npassword_file = \"/abs/passwd\"\n").unwrap();
+    let s = Settings::load(&conf).unwrap();
+    assert_eq!(s.password_file, Some(PathBuf::from("/abs/passwd")));
+    let _ = std::fs::remove_dir_all(&dir);
 }

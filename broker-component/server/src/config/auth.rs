@@ -1,0 +1,50 @@
+//! `[auth]` (docs/security.md "Authentication"): `allow_anonymous` and `password_file`.
+//! `acl_file` is still rejected as "not supported yet".
+
+use std::path::PathBuf;
+
+use toml_edit::{Item, Key};
+
+use super::{entries, ConfigError, Cx, Settings};
+
+const KEYS: &[&str] = &["allow_anonymous", "password_file", "acl_file"];
+
+impl Cx<'_> {
+    pub(super) fn auth(&self, key: &Key, item: &Item, s: &mut Settings) -> Result<(), ConfigError> {
+        let mut refuses_anonymous = None;
+        for (k, v) in entries(self.table(key, item, "auth")?) {
+            match k.get() {
+                "allow_anonymous" => {
+                    s.broker.allow_anonymous = self.boolean(k, v, "auth.allow_anonymous")?;
+                    refuses_anonymous = (!s.broker.allow_anonymous).then_some((k, v));
+                }
+                "password_file" => {
+                    let path = self.string(k, v, "auth.password_file")?;
+                    if path.is_empty() {
+                        return Err(self.at(
+                            k,
+                            v,
+                            "auth.password_file",
+                            "expected a path, found \"\"",
+                        ));
+                    }
+                    // Relative to the config file's directory: Settings::load resolves it.
+                    s.password_file = Some(PathBuf::from(path));
+                }
+                "acl_file" => return Err(self.not_supported(k, "auth.acl_file", "acl_file")),
+                other => return Err(self.unknown(k, &format!("auth.{other}"), KEYS)),
+            }
+        }
+        if let (Some((k, v)), None) = (refuses_anonymous, &s.password_file) {
+            // Without a password file user names are not checked: any client naming one would
+            // get in, which is not what refusing anonymous clients means.
+            return Err(self.at(
+                k,
+                v,
+                "auth.allow_anonymous",
+                "false needs auth.password_file (without it any user name would be accepted)",
+            ));
+        }
+        Ok(())
+    }
+}
