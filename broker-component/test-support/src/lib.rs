@@ -159,7 +159,18 @@ impl Broker {
     /// the log line `listening on mqtt://127.0.0.1:PORT`, which the broker prints once its workers
     /// run.
     pub fn start_exact(bin: &Path, args: &[&str]) -> Broker {
-        Self::launch(bin, &["--in-memory"], args)
+        Self::launch(bin, &["--in-memory"], args, None)
+    }
+
+    /// As [`Broker::start_bin`] with this `RUST_LOG` filter (e.g. `"trace"`), whatever the test's
+    /// environment says: for tests that assert on what the broker logs at every level.
+    pub fn start_bin_with_log(bin: &Path, args: &[&str], rust_log: &str) -> Broker {
+        Self::launch(
+            &broker_bin(Some(bin)),
+            &["--in-memory"],
+            args,
+            Some(rust_log),
+        )
     }
 
     /// The default binary with its durable store in `dir` (`--data-dir DIR`) instead of
@@ -167,7 +178,7 @@ impl Broker {
     /// `bin` as for [`Broker::start_bin`].
     pub fn start_with_store(bin: &Path, dir: &Path, args: &[&str]) -> Broker {
         let dir = dir.to_str().expect("a UTF-8 data directory");
-        Self::launch(&broker_bin(Some(bin)), &["--data-dir", dir], args)
+        Self::launch(&broker_bin(Some(bin)), &["--data-dir", dir], args, None)
     }
 
     /// SIGKILL: the broker gets no chance to flush anything (a crash, a power cut for what the
@@ -177,17 +188,18 @@ impl Broker {
         let _ = self.child.wait();
     }
 
-    fn launch(bin: &Path, storage: &[&str], args: &[&str]) -> Broker {
+    fn launch(bin: &Path, storage: &[&str], args: &[&str], rust_log: Option<&str>) -> Broker {
         let bin = bin.to_path_buf();
+        let rust_log = rust_log.map_or_else(
+            || std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            str::to_string,
+        );
         let mut child = Command::new(&bin)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(storage)
             .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

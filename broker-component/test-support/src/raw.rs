@@ -300,7 +300,46 @@ pub fn persistent_connect(v: Version, client_id: &str) -> Vec<u8> {
     packet(0x10, &body)
 }
 
+/// A clean CONNECT (keep-alive 60) with an optional User Name and Password.
+pub fn connect_credentials(
+    v: Version,
+    client_id: &str,
+    username: Option<&str>,
+    password: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut body = string(b"MQTT");
+    body.push(v.level());
+    let flags = 0x02 | username.map_or(0, |_| 0x80) | password.map_or(0, |_| 0x40);
+    body.push(flags);
+    body.extend_from_slice(&60u16.to_be_bytes());
+    if v == Version::V5 {
+        body.push(0); // no properties
+    }
+    body.extend(string(client_id.as_bytes()));
+    if let Some(u) = username {
+        body.extend(string(u.as_bytes()));
+    }
+    if let Some(p) = password {
+        body.extend(string(p));
+    }
+    packet(0x10, &body)
+}
+
 impl Raw {
+    /// Send `connect_bytes` (a CONNECT) and return the CONNACK's code (3.1.1 return code, 5.0
+    /// reason code), asserting the broker then closes the connection if the code is a refusal.
+    pub fn connack_code(port: u16, version: Version, connect_bytes: &[u8]) -> u8 {
+        let mut raw = Raw::tcp(port, version);
+        raw.send(connect_bytes);
+        let p = raw.expect_packet(super::WAIT);
+        assert_eq!(p.kind(), 2, "expected CONNACK, got {p:?}");
+        let code = *p.body.get(1).expect("CONNACK without a code");
+        if code != 0 {
+            raw.expect_closed(super::WAIT);
+        }
+        code
+    }
+
     /// Open a connection, send `connect_bytes` (a CONNECT) and expect a successful CONNACK.
     pub fn connect_bytes(port: u16, version: Version, connect_bytes: &[u8]) -> Raw {
         let mut raw = Raw::tcp(port, version);
