@@ -149,6 +149,7 @@ fn prompt(text: &str) -> Result<String, String> {
     let _ = write!(err, "{text}");
     let _ = err.flush();
     let stdin = std::io::stdin();
+    // Echo off, but the Enter still echoed (ECHONL): the next prompt starts on its own line.
     let _echo_off = if stdin.is_terminal() {
         Some(EchoOff::new(&stdin)?)
     } else {
@@ -159,9 +160,6 @@ fn prompt(text: &str) -> Result<String, String> {
         .lock()
         .read_line(&mut line)
         .map_err(|e| format!("cannot read the password: {e}"))?;
-    if _echo_off.is_some() {
-        let _ = writeln!(err); // the Enter the terminal did not echo
-    }
     if n == 0 {
         return Err("no password given (end of input)".into());
     }

@@ -1,6 +1,7 @@
 //! `musqratt shell` on a real terminal (tmux): a message arriving while a command is half typed
 //! prints above the prompt and leaves the typed text intact, on screen and in the line editor;
-//! command completion and history work. tmux comes from `scripts/install-deps.sh test`.
+//! command completion and history work; `musqratt passwd` reads the password without echo. tmux
+//! comes from `scripts/install-deps.sh test`.
 
 mod cli_common;
 
@@ -183,5 +184,43 @@ fn incoming_message_keeps_the_half_typed_line() {
     assert!(
         history.contains("pub news half-typed"),
         "history file: {history}"
+    );
+}
+
+/// `musqratt passwd` on a terminal: two prompts, the password not echoed, and the entry it writes
+/// lets the user in.
+#[test]
+fn passwd_asks_twice_without_echo() {
+    let dir = scratch_dir("tty-passwd");
+    let file = dir.join("passwd");
+    let cmd = format!(
+        "'{}' passwd -c '{}' zed; echo EXIT=$?; sleep 600",
+        bin().display(),
+        file.display()
+    );
+    let t = Tmux::start(&["sh", "-c", &cmd]);
+    t.wait_prompt("Password:");
+    t.type_text("typed-secret-9");
+    t.keys(&["Enter"]);
+    t.wait_prompt("Reenter password:");
+    t.type_text("typed-secret-9");
+    t.keys(&["Enter"]);
+    let screen = t.wait_line("EXIT=0");
+    assert_eq!(
+        screen,
+        ["Password:", "Reenter password:", "EXIT=0"],
+        "the password was echoed, or a prompt is missing"
+    );
+
+    let conf = dir.join("musqratt.toml");
+    std::fs::write(
+        &conf,
+        "[auth]\nallow_anonymous = false\npassword_file = \"passwd\"\n",
+    )
+    .unwrap();
+    let b = Broker::start_bin(&bin(), &["-c", conf.to_str().unwrap()]);
+    mosquitto_pub(
+        b.port(),
+        &["-t", "t", "-m", "m", "-u", "zed", "-P", "typed-secret-9"],
     );
 }
