@@ -2,7 +2,7 @@
 //! reply check. Pure byte encoding: tested on the host; `sys.rs` sends them.
 //!
 //! Why netlink and not the classic ioctls (SIOCSIFFLAGS, SIOCSIFADDR, SIOCADDRT): every safe
-//! crate exposes those only through `unsafe` ioctl calls, which this crate forbids. A netlink
+//! crate exposes those only through raw ioctl calls outside safe Rust, which this crate forbids. A netlink
 //! socket is plain `send`/`recv` of bytes, and the three messages are small and fixed. Layouts:
 //! linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h (native endian).
 
