@@ -80,6 +80,12 @@ fi
 systemctl disable --now mosquitto >/dev/null 2>&1 || true
 service mosquitto stop >/dev/null 2>&1 || true
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+# The TLS scenarios' certificates are made with the openssl command-line tool.
+if ! command -v openssl >/dev/null; then
+    log "installing Debian's openssl"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
 
 # --- Build ---------------------------------------------------------------------
 log "building musqratt and musqratt-bench (release)"
@@ -117,6 +123,30 @@ max_queued_messages = 1000000
 max_inflight = 64
 EOF
 
+# The TLS comparison (issue 15): one CA and one server certificate (P-256, for 127.0.0.1) for
+# both brokers; the generator trusts the CA (--cafile). The key is readable by everyone: Mosquitto
+# drops to its own user before reading it, and it protects nothing but these runs.
+TLS_DIR=$OUT/tls
+mkdir -p "$TLS_DIR"
+(
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+        -out ca.pem -days 2 -subj "/CN=musqratt bench CA" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
+        -out server.csr -subj "/CN=127.0.0.1" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+        -days 2 -extfile server.ext 2>/dev/null
+    chmod 644 server.key
+)
+sed -e "s|^listener .*|&\ncertfile $TLS_DIR/server.pem\nkeyfile $TLS_DIR/server.key|" \
+    "$OUT/mosquitto.conf" >"$OUT/mosquitto-tls.conf"
+{
+    cat "$OUT/musqratt.toml"
+    printf '\n[[listener]]\nbind = "127.0.0.1:%s"\n' "$MUSQ_PORT"
+    printf 'tls = { cert = "%s", key = "%s" }\n' "$TLS_DIR/server.pem" "$TLS_DIR/server.key"
+} >"$OUT/musqratt-tls.toml"
+
 BROKER_PID=
 # start_broker NAME: musqratt-wN runs with --workers N; musqratt uses the default.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -131,6 +161,12 @@ start_broker() {
     case $name in
         mosquitto)
             "$MOSQUITTO" -c "$OUT/mosquitto.conf" 2>>"$OUT/logs/$name.log" &
+            ;;
+        mosquitto-tls)
+            "$MOSQUITTO" -c "$OUT/mosquitto-tls.conf" 2>>"$OUT/logs/$name.log" &
+            ;;
+        musqratt-tls)
+            "$MUSQRATT" serve -c "$OUT/musqratt-tls.toml" --in-memory >>"$OUT/logs/$name.log" 2>&1 &
             ;;
         mosquitto-persist)
             rm -rf "$OUT/mosquitto-data" && mkdir -p "$OUT/mosquitto-data"
@@ -210,20 +246,20 @@ record() {
     fi
 }
 
-# run_interleaved LABEL ROUND ARGS...: the latency scenario on both brokers at
-# once, each generator publishing only in its own time slices (--slice-ms,
-# --turn; bench/src/slices.rs), so both brokers see the same minutes of the
+# run_interleaved LABEL ROUND MOSQUITTO MUSQRATT ARGS...: the latency scenario on both brokers
+# (start_broker names) at once, each generator publishing only in its own time slices
+# (--slice-ms, --turn; bench/src/slices.rs), so both brokers see the same minutes of the
 # machine. Each generator prints the usual line for its broker.
 run_interleaved() {
-    local label=$1 round=$2 mpid mport qpid qport
-    shift 2
-    if ! start_broker mosquitto; then
-        not_started "$label" "$round" mosquitto
+    local label=$1 round=$2 mname=$3 qname=$4 mpid mport qpid qport
+    shift 4
+    if ! start_broker "$mname"; then
+        not_started "$label" "$round" "$mname"
         return 0
     fi
     mpid=$BROKER_PID mport=$BROKER_PORT OTHER_PID=$BROKER_PID
-    if ! start_broker musqratt; then
-        not_started "$label" "$round" musqratt
+    if ! start_broker "$qname"; then
+        not_started "$label" "$round" "$qname"
         stop_broker "$mpid"
         OTHER_PID=
         return 0
@@ -236,16 +272,16 @@ run_interleaved() {
     }
     local args=("$@") mgen qgen mrc=0 qrc=0
     # Turns swap every round (the schedule inside a round is hashed anyway).
-    gen mosquitto "$mpid" "$mport" $((round % 2))
+    gen "$mname" "$mpid" "$mport" $((round % 2))
     mgen=$!
-    gen musqratt "$qpid" "$qport" $(((round + 1) % 2))
+    gen "$qname" "$qpid" "$qport" $(((round + 1) % 2))
     qgen=$!
     wait "$mgen" || mrc=$?
     wait "$qgen" || qrc=$?
-    record "$label" "$round" mosquitto "$mpid" "$mrc" "$(cat "$OUT/logs/gen-mosquitto.out")" \
-        "$OUT/logs/gen-mosquitto.err"
-    record "$label" "$round" musqratt "$qpid" "$qrc" "$(cat "$OUT/logs/gen-musqratt.out")" \
-        "$OUT/logs/gen-musqratt.err"
+    record "$label" "$round" "$mname" "$mpid" "$mrc" "$(cat "$OUT/logs/gen-$mname.out")" \
+        "$OUT/logs/gen-$mname.err"
+    record "$label" "$round" "$qname" "$qpid" "$qrc" "$(cat "$OUT/logs/gen-$qname.out")" \
+        "$OUT/logs/gen-$qname.err"
     stop_broker "$qpid"
     stop_broker "$mpid"
     OTHER_PID=
@@ -287,7 +323,7 @@ for entry in "${SCENARIOS[@]}"; do
             # Both brokers at once, in turns of $SLICE_MS ms: twice the wall
             # time for the same number of samples each (this --duration comes
             # after the entry's, and the generator takes the last one).
-            run_interleaved "$label" "$round" "${args[@]}" --slice-ms "$SLICE_MS" \
+            run_interleaved "$label" "$round" mosquitto musqratt "${args[@]}" --slice-ms "$SLICE_MS" \
                 --duration $((SECS * 8))
             continue
         fi
@@ -313,6 +349,25 @@ if wanted fan-in-q1-durable; then
             run fan-in-q1-durable "$round" "$broker" fan-in --qos 1 --publishers 8 --inflight 64 \
                 --persistent --duration "$SECS"
         done
+    done
+fi
+# TLS (issue 15): QoS 1 fan-in and QoS 0 latency through each broker's TLS listener, same
+# certificate, the generator verifying it against the CA (TLS 1.3 on both: rustls and OpenSSL 3.0
+# pick it). Latency interleaved as above.
+if wanted fan-in-q1-tls; then
+    for round in $(seq "$ROUNDS"); do
+        order=(mosquitto-tls musqratt-tls)
+        ((round % 2 == 0)) && order=(musqratt-tls mosquitto-tls)
+        for broker in "${order[@]}"; do
+            run fan-in-q1-tls "$round" "$broker" fan-in --qos 1 --publishers 8 --inflight 64 \
+                --duration "$SECS" --cafile "$TLS_DIR/ca.pem"
+        done
+    done
+fi
+if wanted latency-q0-tls; then
+    for round in $(seq "$LAT_ROUNDS"); do
+        run_interleaved latency-q0-tls "$round" mosquitto-tls musqratt-tls latency --qos 0 \
+            --rate 1000 --cafile "$TLS_DIR/ca.pem" --slice-ms "$SLICE_MS" --duration $((SECS * 8))
     done
 fi
 # The lwIP path beside the kernel path on one veth (issue 12): its own script, its own table.
@@ -371,7 +426,26 @@ if netns_md:
     if begin in text and end in text:
         text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
     else:
-        text = (text.rstrip("\n") + "\n\n## The lwIP path beside the kernel path on one veth\n\n"
+        text = (text.rstrip("\n") + "\n\n## TLS (issue 15): QoS 1 fan-in and QoS 0 latency through each broker's TLS listener, same
+# certificate, the generator verifying it against the CA (TLS 1.3 on both: rustls and OpenSSL 3.0
+# pick it). Latency interleaved as above.
+if wanted fan-in-q1-tls; then
+    for round in $(seq "$ROUNDS"); do
+        order=(mosquitto-tls musqratt-tls)
+        ((round % 2 == 0)) && order=(musqratt-tls mosquitto-tls)
+        for broker in "${order[@]}"; do
+            run fan-in-q1-tls "$round" "$broker" fan-in --qos 1 --publishers 8 --inflight 64 \
+                --duration "$SECS" --cafile "$TLS_DIR/ca.pem"
+        done
+    done
+fi
+if wanted latency-q0-tls; then
+    for round in $(seq "$LAT_ROUNDS"); do
+        run_interleaved latency-q0-tls "$round" mosquitto-tls musqratt-tls latency --qos 0 \
+            --rate 1000 --cafile "$TLS_DIR/ca.pem" --slice-ms "$SLICE_MS" --duration $((SECS * 8))
+    done
+fi
+# The lwIP path beside the kernel path on one veth\n\n"
                 + block + "\n")
 open(md, "w").write(text.rstrip("\n") + "\n")
 PY

@@ -27,6 +27,8 @@ LAT_KEYS = [("p50", "p50"), ("p99", "p99"), ("p999", "p99.9"), ("max", "max")]
 BROKERS = ("mosquitto", "musqratt")
 # The durable fan-in run (issue 13): Mosquitto with persistence, MusQraTT durable and in memory.
 DURABLE = ("mosquitto-persist", "musqratt-durable", "musqratt")
+# The TLS runs (issue 15): both brokers behind a TLS listener with the same certificate.
+TLS = ("mosquitto-tls", "musqratt-tls")
 # A round during which other processes used more than this much CPU (% of one
 # core) competed with the broker and the generator: flagged as disturbed.
 NOISY_PCT = 25
@@ -141,6 +143,17 @@ def main_rows(runs):
     rows.append(("fan-in QoS 1: MusQraTT in-memory vs durable (fsync always)", "delivered msg/s",
                  f"in-memory: {fmt(d['musqratt'])}", f"durable: {fmt(d['musqratt-durable'])}", r,
                  verdict(r, 0.5)))
+    m, q = (med(runs[("fan-in-q1-tls", b)], lambda r: r["msgs_per_s"]) for b in TLS)
+    lost = sum(x["lost"] for x in ok(runs[("fan-in-q1-tls", "musqratt-tls")]))
+    r = ratio(m, q)
+    t = verdict(r, 1.0)
+    t = (t + f"; loss {'0 — met' if lost == 0 else f'{lost} — missed'}") if t else t
+    rows.append(("fan-in QoS 1 over TLS, 8 pub -> 1 sub", "delivered msg/s", fmt(m), fmt(q), r, t))
+    for key, name in LAT_KEYS:
+        m, q = (med(runs[("latency-q0-tls", b)], lambda r, k=key: r["latency_us"][k]) for b in TLS)
+        r = ratio(m, q)
+        t = verdict(r, 1.0, lower_better=True) if key in ("p99", "p999") else ""
+        rows.append(("latency QoS 0 over TLS at 1,000 msg/s", f"{name} µs", fmt(m, 1), fmt(q, 1), r, t))
     w1, w2 = (med(runs[("scaling", b)], lambda r: r["msgs_per_s"]) for b in ("musqratt-w1", "musqratt-w2"))
     r = ratio(w1, w2)
     rows.append(("scaling: pairs QoS 0, MusQraTT 1 vs 2 workers", "delivered msg/s",
@@ -151,8 +164,10 @@ def main_rows(runs):
 def detail_rows(runs):
     """Delivery check and CPU per flow run: medians over rounds."""
     rows = []
-    labels = [l for l, _, _ in FLOWS] + ["latency-q0", "conns", "fan-in-q1-durable", "scaling"]
-    brokers = {"scaling": ("musqratt-w1", "musqratt-w2"), "fan-in-q1-durable": DURABLE}
+    labels = [l for l, _, _ in FLOWS] + ["latency-q0", "conns", "fan-in-q1-durable",
+                                         "fan-in-q1-tls", "latency-q0-tls", "scaling"]
+    brokers = {"scaling": ("musqratt-w1", "musqratt-w2"), "fan-in-q1-durable": DURABLE,
+               "fan-in-q1-tls": TLS, "latency-q0-tls": TLS}
     for label in labels:
         for b in brokers.get(label, BROKERS):
             rs = runs.get((label, b), [])

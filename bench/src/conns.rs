@@ -9,7 +9,7 @@
 //! so no TIME_WAIT entries pile up across rounds.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use crate::args::Args;
 use crate::proto::Conn;
 use crate::scenarios::Common;
 use crate::stats::{rss_bytes, CpuMeter, Json};
+use crate::stream::Stream;
 
 /// `127.0.0.2-9` → those addresses.
 fn source_ips(spec: &str) -> Result<Vec<Ipv4Addr>, String> {
@@ -152,17 +153,12 @@ pub fn run(c: &Common, a: &Args) -> Result<String, String> {
     Ok(j.finish())
 }
 
-fn open(
-    addr: SocketAddr,
-    src: Ipv4Addr,
-    id: &str,
-    v: ProtocolVersion,
-) -> std::io::Result<TcpStream> {
+fn open(addr: SocketAddr, src: Ipv4Addr, id: &str, v: ProtocolVersion) -> std::io::Result<Stream> {
     let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
     s.set_linger(Some(Duration::ZERO))?;
     s.bind(&SocketAddrV4::new(src, 0).into())?;
     s.connect_timeout(&addr.into(), Duration::from_secs(10))?;
-    Ok(Conn::handshake(s.into(), id, v)?.stream)
+    Ok(Conn::handshake(Stream::Plain(s.into()), id, v)?.stream)
 }
 
 /// The child side: connect `--count` clients over `--threads` threads, report,

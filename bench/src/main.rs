@@ -15,6 +15,7 @@ mod proto;
 mod scenarios;
 mod slices;
 mod stats;
+mod stream;
 
 use args::Args;
 use scenarios::Common;

@@ -12,6 +12,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,9 @@ use musqratt_codec::{
     decode, encode, Connect, Disconnect, Packet, Properties, ProtocolVersion, PubAck, Publish, QoS,
     ReasonCode, Subscribe, SubscriptionOptions,
 };
+use rustls::ClientConfig;
+
+use crate::stream::Stream;
 
 /// Payload header: publisher id (u32), sequence number (u64), send time in
 /// nanoseconds since [`epoch`] (u64), little-endian. The rest is padding.
@@ -44,7 +48,7 @@ fn io_err(msg: impl Into<String>) -> io::Error {
 /// A connected, handshaken client. The bytes read past the handshake's last
 /// packet are kept in `pending` for the receive loop.
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub version: ProtocolVersion,
     pub pending: Vec<u8>,
 }
@@ -52,27 +56,31 @@ pub struct Conn {
 impl Conn {
     pub fn connect(
         addr: SocketAddr,
+        tls: Option<&Arc<ClientConfig>>,
         client_id: &str,
         version: ProtocolVersion,
     ) -> io::Result<Conn> {
-        Conn::connect_session(addr, client_id, version, true)
+        Conn::connect_session(addr, tls, client_id, version, true)
     }
 
     /// `connect` with Clean Session / Clean Start set as given: `false` asks for a session
     /// that outlives the connection (3.1.1), which a broker keeps (and a durable one stores).
     pub fn connect_session(
         addr: SocketAddr,
+        tls: Option<&Arc<ClientConfig>>,
         client_id: &str,
         version: ProtocolVersion,
         clean: bool,
     ) -> io::Result<Conn> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        tcp.set_nodelay(true)?;
+        let stream = Stream::open(tcp, tls)?;
         Conn::handshake_session(stream, client_id, version, clean)
     }
 
     /// Sends CONNECT on an already connected stream and waits for CONNACK.
     pub fn handshake(
-        stream: TcpStream,
+        stream: Stream,
         client_id: &str,
         version: ProtocolVersion,
     ) -> io::Result<Conn> {
@@ -80,7 +88,7 @@ impl Conn {
     }
 
     fn handshake_session(
-        stream: TcpStream,
+        stream: Stream,
         client_id: &str,
         version: ProtocolVersion,
         clean: bool,

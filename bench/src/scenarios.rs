@@ -39,6 +39,8 @@ pub struct Common {
     /// `--persistent`: subscribers ask for a session that outlives the connection (Clean
     /// Session 0), so a broker keeps their queue, and a durable one stores it.
     pub persistent: bool,
+    /// `--cafile PEM`: connect over TLS, trusting that CA (the broker's TLS listener).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Common {
@@ -85,6 +87,10 @@ impl Common {
             },
             prefix: format!("bench/{run}"),
             persistent: a.flag("persistent"),
+            tls: match a.opt("cafile") {
+                Some(path) => Some(crate::stream::client_config(&path)?),
+                None => None,
+            },
         })
     }
 }
@@ -111,7 +117,7 @@ pub fn run(
     let mut sub_conns = Vec::new();
     for (i, s) in subs.iter().enumerate() {
         let id = format!("{}-s{i}", c.prefix);
-        let mut conn = Conn::connect_session(c.addr, &id, c.version, !c.persistent)
+        let mut conn = Conn::connect_session(c.addr, c.tls.as_ref(), &id, c.version, !c.persistent)
             .map_err(|e| format!("subscriber {i} connect: {e}"))?;
         conn.subscribe(&s.filter, c.qos)
             .map_err(|e| format!("subscriber {i} subscribe: {e}"))?;
@@ -119,8 +125,13 @@ pub fn run(
     }
     let mut pub_conns = Vec::new();
     for i in 0..pubs.len() {
-        let conn = Conn::connect(c.addr, &format!("{}-p{i}", c.prefix), c.version)
-            .map_err(|e| format!("publisher {i} connect: {e}"))?;
+        let conn = Conn::connect(
+            c.addr,
+            c.tls.as_ref(),
+            &format!("{}-p{i}", c.prefix),
+            c.version,
+        )
+        .map_err(|e| format!("publisher {i} connect: {e}"))?;
         pub_conns.push(conn);
     }
     let setup = t_setup.elapsed();
