@@ -12,6 +12,7 @@ mod passwd;
 mod password_file;
 mod sched;
 mod server;
+mod transport;
 mod worker;
 
 use std::io::IsTerminal;

@@ -18,6 +18,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Settings;
 use crate::inbox::{notify_durable, Inbox, Msg, Shared};
+use crate::transport::Transport;
 use crate::worker::{Worker, WAKER};
 
 const SIGNALS: Token = Token(usize::MAX);
@@ -244,7 +245,7 @@ impl Acceptor<'_> {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!("cannot set TCP_NODELAY: {e}");
                     }
-                    self.batches[self.next].push(Msg::Accept(stream));
+                    self.batches[self.next].push(Msg::Accept(Box::new(Transport::plain(stream))));
                     self.next = (self.next + 1) % self.batches.len();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
