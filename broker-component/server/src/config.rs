@@ -25,7 +25,7 @@ pub use network::{LwipDpdk, NetworkStack};
 /// Everything `serve` needs, after defaults, the file and the flags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    pub listeners: Vec<SocketAddr>,
+    pub listeners: Vec<Listener>,
     pub storage_dir: PathBuf,
     pub in_memory: bool,
     /// `[storage] fsync` (docs/storage.md "What each fsync mode risks").
@@ -52,7 +52,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            listeners: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            listeners: vec![Listener::mqtt(SocketAddr::from(([127, 0, 0, 1], 1883)))],
             storage_dir: PathBuf::from("musqratt-data"),
             in_memory: false,
             fsync: musqratt_store::Fsync::Always,
@@ -112,6 +112,24 @@ impl Settings {
 const TOP_LEVEL: &[&str] = &[
     "listener", "storage", "auth", "network", "hold", "session", "message", "limits", "workers",
 ];
+
+/// One `[[listener]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub bind: SocketAddr,
+    /// `protocol = "websocket"`: MQTT over WebSocket (server/src/websocket/).
+    pub websocket: bool,
+}
+
+impl Listener {
+    /// `protocol = "mqtt"`, the default.
+    pub fn mqtt(bind: SocketAddr) -> Listener {
+        Listener {
+            bind,
+            websocket: false,
+        }
+    }
+}
 
 /// A rejected configuration; the message is complete (file, line, key, expectation).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,7 +264,7 @@ impl Cx<'_> {
         })
     }
 
-    fn listeners(&self, key: &Key, item: &Item) -> Result<Vec<SocketAddr>, ConfigError> {
+    fn listeners(&self, key: &Key, item: &Item) -> Result<Vec<Listener>, ConfigError> {
         // `[[listener]]` tables, or `listener = [{ bind = ... }]`.
         let tables: Vec<&dyn TableLike> = if let Some(a) = item.as_array_of_tables() {
             a.iter().map(|t| t as &dyn TableLike).collect()
@@ -280,6 +298,7 @@ impl Cx<'_> {
         let mut out = Vec::new();
         for t in tables {
             let mut bind = None;
+            let mut websocket = false;
             for (k, v) in entries(t) {
                 match k.get() {
                     "bind" => {
@@ -294,14 +313,8 @@ impl Cx<'_> {
                         })?);
                     }
                     "protocol" => match self.string(k, v, "listener.protocol")? {
-                        "mqtt" => {}
-                        "websocket" => {
-                            return Err(self.not_supported(
-                                k,
-                                "listener.protocol",
-                                "protocol \"websocket\"",
-                            ))
-                        }
+                        "mqtt" => websocket = false,
+                        "websocket" => websocket = true,
                         _ => {
                             return Err(self.at(
                                 k,
@@ -330,13 +343,14 @@ impl Cx<'_> {
                 .next()
                 .and_then(|(k, _)| t.get_key_value(k))
                 .and_then(|(k, _)| k.span());
-            out.push(bind.ok_or_else(|| {
+            let bind = bind.ok_or_else(|| {
                 self.err(
                     span.or(key.span()),
                     "listener.bind",
                     "missing (every [[listener]] needs a bind address)",
                 )
-            })?);
+            })?;
+            out.push(Listener { bind, websocket });
         }
         Ok(out)
     }

@@ -348,9 +348,10 @@ mod tests {
     fn conn_stays_small() {
         let core = std::mem::size_of::<musqratt_core::Connection>();
         let size = std::mem::size_of::<super::Conn>();
-        // mio's TcpStream carries a selector id in debug builds (+8 B, +padding).
+        // mio's TcpStream carries a selector id in debug builds (+8 B, +padding); the
+        // transport's layer pointer is 8 B (transport/mod.rs).
         assert!(
-            size - core <= 40,
+            size - core <= 48,
             "Conn is {size} B, of which Connection {core} B"
         );
     }

@@ -13,8 +13,6 @@ mod password_file;
 mod sched;
 mod server;
 mod transport;
-// Used by the transport from the next commit on.
-#[allow(dead_code)]
 mod websocket;
 mod worker;
 

@@ -38,12 +38,13 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
     let net = crate::netstack::start(settings)?;
     let mut poll = Poll::new().map_err(|e| format!("cannot create poll: {e}"))?;
     let mut listeners = Vec::new();
-    for (i, addr) in settings.listeners.iter().enumerate() {
-        let mut l = bind(*addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    for (i, listener) in settings.listeners.iter().enumerate() {
+        let addr = listener.bind;
+        let mut l = bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         poll.registry()
             .register(&mut l, Token(i), Interest::READABLE)
             .map_err(|e| format!("cannot register listener {addr}: {e}"))?;
-        listeners.push(l);
+        listeners.push((l, listener.websocket));
     }
     // SIGHUP reloads the password file; SIGINT and SIGTERM stop the broker.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
@@ -110,9 +111,10 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         threads.push(t);
     }
-    for l in &listeners {
+    for (l, websocket) in &listeners {
         let addr = l.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!("listening on mqtt://{addr}");
+        let scheme = if *websocket { "ws" } else { "mqtt" };
+        tracing::info!("listening on {scheme}://{addr}");
     }
 
     let mut acceptor = Acceptor {
@@ -142,8 +144,8 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
                     tracing::info!(signal = sig, "shutting down");
                     break 'outer;
                 }
-            } else if let Some(l) = listeners.get(ev.token().0) {
-                acceptor.accept_all(l);
+            } else if let Some((l, websocket)) = listeners.get(ev.token().0) {
+                acceptor.accept_all(l, *websocket);
             }
         }
     }
@@ -232,7 +234,8 @@ struct Acceptor<'a> {
 
 impl Acceptor<'_> {
     /// Accepts until the backlog is empty (the listener is edge-triggered).
-    fn accept_all(&mut self, listener: &TcpListener) {
+    /// `websocket`: the listener's connections speak MQTT over WebSocket.
+    fn accept_all(&mut self, listener: &TcpListener, websocket: bool) {
         loop {
             match listener.accept() {
                 Ok((stream, peer)) => {
@@ -245,7 +248,14 @@ impl Acceptor<'_> {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!("cannot set TCP_NODELAY: {e}");
                     }
-                    self.batches[self.next].push(Msg::Accept(Box::new(Transport::plain(stream))));
+                    let transport = if websocket {
+                        // A frame bigger than the largest packet is refused before its payload.
+                        let max = u64::from(self.shared.broker.config.max_packet_size);
+                        Transport::websocket(stream, max)
+                    } else {
+                        Transport::plain(stream)
+                    };
+                    self.batches[self.next].push(Msg::Accept(Box::new(transport)));
                     self.next = (self.next + 1) % self.batches.len();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

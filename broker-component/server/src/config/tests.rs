@@ -24,6 +24,7 @@ protocol = "mqtt"
 
 [[listener]]
 bind = "[::1]:1885"
+protocol = "websocket"
 
 [storage]
 dir = "data"
@@ -61,7 +62,10 @@ scheduling = "batch"
     )
     .unwrap();
     assert_eq!(s.listeners.len(), 2);
-    assert_eq!(s.listeners[0].port(), 1884);
+    assert_eq!(s.listeners[0].bind.port(), 1884);
+    assert!(!s.listeners[0].websocket);
+    assert_eq!(s.listeners[1].bind.port(), 1885);
+    assert!(s.listeners[1].websocket);
     assert!(s.in_memory && !s.broker.hold_enabled);
     assert_eq!(s.broker.hold_max_messages_per_topic, 10);
     assert_eq!(s.broker.hold_max_total_bytes, 2 << 20);
@@ -138,13 +142,19 @@ fn listener_without_bind() {
 }
 
 #[test]
+fn unknown_listener_protocol_names_line_and_key() {
+    let e = err("[[listener]]\nbind = \"127.0.0.1:1\"\nprotocol = \"ws\"\n");
+    assert!(
+        e.starts_with(
+            "musqratt.toml:3: key 'listener.protocol': expected \"mqtt\" or \"websocket\""
+        ),
+        "{e}"
+    );
+}
+
+#[test]
 fn unsupported_settings_are_rejected() {
     for (src, key, line) in [
-        (
-            "[[listener]]\nbind = \"127.0.0.1:1\"\nprotocol = \"websocket\"\n",
-            "listener.protocol",
-            3,
-        ),
         (
             "[[listener]]\nbind = \"127.0.0.1:1\"\ntls = { cert = \"a\", key = \"b\" }\n",
             "listener.tls",
