@@ -32,11 +32,15 @@ def broker_bin() -> str:
 
 
 LISTENING = re.compile(r"listening on mqtt://127\.0\.0\.1:(\d+)")
+# A WebSocket listener (`--listen-ws 127.0.0.1:0`) announces itself the same way.
+LISTENING_WS = re.compile(r"listening on ws://127\.0\.0\.1:(\d+)")
 
 
 class Broker:
     def __init__(self, *args: str):
         self.port = 0
+        self.ws_port = 0
+        self._want_ws = "--listen-ws" in args
         self.lines: list[str] = []
         self._cv = threading.Condition()
         self.proc = subprocess.Popen(
@@ -64,10 +68,14 @@ class Broker:
     def _listening(self) -> bool:
         """Whether the broker announced its listener; sets `self.port` from it."""
         for line in self.lines:
+            m = LISTENING_WS.search(line)
+            if m:
+                self.ws_port = int(m.group(1))
+        for line in self.lines:
             m = LISTENING.search(line)
             if m:
                 self.port = int(m.group(1))
-                return True
+                return not self._want_ws or self.ws_port != 0
         return False
 
     def _read(self) -> None:
@@ -106,13 +114,18 @@ class Client:
         clean: bool = True,
         session_expiry: int | None = None,
         will: tuple[str, bytes, int] | None = None,
+        transport: str = "tcp",
     ):
         self.protocol = protocol
         kwargs = {}
         if protocol != mqtt.MQTTv5:
             kwargs["clean_session"] = clean
         self.c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, **kwargs
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=protocol,
+            transport=transport,
+            **kwargs,
         )
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._connected = threading.Event()
@@ -182,6 +195,8 @@ class Client:
     def kill(self) -> None:
         """Drop the TCP connection without DISCONNECT (the broker then sends the will)."""
         sock = self.c.socket()
+        # Over WebSocket, paho wraps the socket.
+        sock = getattr(sock, "_socket", sock)
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
