@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use musqratt_codec::ProtocolVersion;
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, Listener, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -99,7 +99,7 @@ impl ServeArgs {
             None => Settings::default(),
         };
         if !self.listen.is_empty() {
-            s.listeners = self.listen.clone();
+            s.listeners = self.listen.iter().copied().map(Listener::plain).collect();
         }
         if let Some(dir) = &self.data_dir {
             s.storage_dir = dir.clone();

@@ -20,12 +20,28 @@ use crate::sched::Scheduling;
 
 mod auth;
 mod network;
+mod tls;
 pub use network::{LwipDpdk, NetworkStack};
+pub use tls::TlsSettings;
+
+/// One `[[listener]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    pub bind: SocketAddr,
+    /// `tls = { ... }`: TLS on this port (config/tls.rs); `None`: plain TCP.
+    pub tls: Option<TlsSettings>,
+}
+
+impl Listener {
+    pub fn plain(bind: SocketAddr) -> Listener {
+        Listener { bind, tls: None }
+    }
+}
 
 /// Everything `serve` needs, after defaults, the file and the flags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    pub listeners: Vec<SocketAddr>,
+    pub listeners: Vec<Listener>,
     pub storage_dir: PathBuf,
     pub in_memory: bool,
     /// `[storage] fsync` (docs/storage.md "What each fsync mode risks").
@@ -52,7 +68,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            listeners: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            listeners: vec![Listener::plain(SocketAddr::from(([127, 0, 0, 1], 1883)))],
             storage_dir: PathBuf::from("musqratt-data"),
             in_memory: false,
             fsync: musqratt_store::Fsync::Always,
@@ -68,14 +84,19 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Reads `path` over the defaults. A relative `password_file` is resolved against the
-    /// directory of `path`.
+    /// Reads `path` over the defaults. A relative `password_file` or TLS file is resolved
+    /// against the directory of `path`.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let src = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
         let mut s = Settings::parse(&path.display().to_string(), &src)?;
-        if let (Some(file), Some(dir)) = (&mut s.password_file, path.parent()) {
-            *file = dir.join(&*file);
+        if let Some(dir) = path.parent() {
+            if let Some(file) = &mut s.password_file {
+                *file = dir.join(&*file);
+            }
+            for tls in s.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
+                tls.resolve(dir);
+            }
         }
         Ok(s)
     }
@@ -91,11 +112,12 @@ impl Settings {
         })?;
         let cx = Cx { file, src };
         let mut s = Settings::default();
+        let mut anonymous_error = None;
         for (key, item) in entries(doc.as_table()) {
             match key.get() {
                 "listener" => s.listeners = cx.listeners(key, item)?,
                 "storage" => cx.storage(key, item, &mut s)?,
-                "auth" => cx.auth(key, item, &mut s)?,
+                "auth" => anonymous_error = cx.auth(key, item, &mut s)?,
                 "network" => s.network = cx.network(key, item)?,
                 "hold" => cx.hold(key, item, &mut s)?,
                 "session" => cx.session(key, item, &mut s)?,
@@ -105,7 +127,16 @@ impl Settings {
                 other => return Err(cx.unknown(key, other, TOP_LEVEL)),
             }
         }
-        Ok(s)
+        // Refusing anonymous clients needs something that names them: a password file, or
+        // a listener taking the user name from the client certificate.
+        let identities = s
+            .listeners
+            .iter()
+            .any(|l| l.tls.as_ref().is_some_and(|t| t.use_identity_as_username));
+        match anonymous_error {
+            Some(e) if !identities => Err(e),
+            _ => Ok(s),
+        }
     }
 }
 
@@ -246,7 +277,7 @@ impl Cx<'_> {
         })
     }
 
-    fn listeners(&self, key: &Key, item: &Item) -> Result<Vec<SocketAddr>, ConfigError> {
+    fn listeners(&self, key: &Key, item: &Item) -> Result<Vec<Listener>, ConfigError> {
         // `[[listener]]` tables, or `listener = [{ bind = ... }]`.
         let tables: Vec<&dyn TableLike> = if let Some(a) = item.as_array_of_tables() {
             a.iter().map(|t| t as &dyn TableLike).collect()
@@ -279,7 +310,7 @@ impl Cx<'_> {
         };
         let mut out = Vec::new();
         for t in tables {
-            let mut bind = None;
+            let (mut bind, mut tls) = (None, None);
             for (k, v) in entries(t) {
                 match k.get() {
                     "bind" => {
@@ -314,7 +345,7 @@ impl Cx<'_> {
                             ))
                         }
                     },
-                    "tls" => return Err(self.not_supported(k, "listener.tls", "TLS")),
+                    "tls" => tls = Some(self.tls(k, v)?),
                     other => {
                         return Err(self.unknown(
                             k,
@@ -330,13 +361,14 @@ impl Cx<'_> {
                 .next()
                 .and_then(|(k, _)| t.get_key_value(k))
                 .and_then(|(k, _)| k.span());
-            out.push(bind.ok_or_else(|| {
+            let bind = bind.ok_or_else(|| {
                 self.err(
                     span.or(key.span()),
                     "listener.bind",
                     "missing (every [[listener]] needs a bind address)",
                 )
-            })?);
+            })?;
+            out.push(Listener { bind, tls });
         }
         Ok(out)
     }

@@ -12,6 +12,7 @@ mod passwd;
 mod password_file;
 mod sched;
 mod server;
+mod tls_config;
 mod transport;
 mod worker;
 

@@ -20,7 +20,9 @@
 //!   `flush` has written them, and `write` accepts no new bytes meanwhile, so the caller keeps
 //!   them (its `pending_out`) and the layer's own buffer stays bounded by one write.
 
+mod identity;
 mod plain;
+mod tls;
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
@@ -28,49 +30,86 @@ use std::net::{Shutdown, SocketAddr};
 use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use musqratt_core::Identity;
+
+use crate::tls_config::TlsListener;
 
 /// One connection's byte stream, as the worker sees it (see the module doc).
 pub struct Transport {
     stream: TcpStream,
+    /// TLS over the socket (`None`: plain TCP). A framing layer (WebSocket) would sit above
+    /// it, in the same box: a filter over the bytes this layer (or the socket) yields.
+    tls: Option<Box<tls::Tls>>,
 }
 
 impl Transport {
     /// Plain TCP: no layer.
     pub fn plain(stream: TcpStream) -> Transport {
-        Transport { stream }
+        Transport { stream, tls: None }
+    }
+
+    /// TLS with the listener's current configuration; the handshake runs as the first bytes
+    /// arrive.
+    pub fn tls(stream: TcpStream, listener: &TlsListener) -> Result<Transport, rustls::Error> {
+        let conn = rustls::ServerConnection::new(listener.config.clone())?;
+        Ok(Transport {
+            stream,
+            tls: Some(Box::new(tls::Tls::new(
+                conn,
+                listener.use_identity_as_username,
+            ))),
+        })
     }
 
     /// Reads MQTT bytes into `buf`: `Ok(0)` is the end of the stream, `WouldBlock` means nothing
     /// more for now.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        plain::read(&mut self.stream, buf)
+        match &mut self.tls {
+            None => plain::read(&mut self.stream, buf),
+            Some(tls) => tls.read(&mut self.stream, buf),
+        }
+    }
+
+    /// What the client's certificate says, for a listener with `use_identity_as_username`:
+    /// `Some` once, when the handshake has completed (before the first MQTT byte is read).
+    pub fn take_identity(&mut self) -> Option<Identity> {
+        self.tls.as_mut().and_then(|t| t.take_identity())
     }
 
     /// Whether a `read` that returned less than its buffer took everything there was, so that
     /// a new readiness edge will report what comes next (docs/architecture.md, "Read"). True for
     /// plain TCP; a layer that buffers (TLS) may hold more.
     pub fn short_read_is_empty(&self) -> bool {
-        true
+        self.tls.is_none()
     }
 
     /// Writes as much of `buf` as can go now; `Ok(n)` short of `buf.len()` means it would block
     /// (WRITABLE will tell when to go on, and `flush` first).
     pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        plain::write_some(&mut self.stream, buf)
+        match &mut self.tls {
+            None => plain::write_some(&mut self.stream, buf),
+            Some(tls) => tls.write(&mut self.stream, buf),
+        }
     }
 
     /// Bytes held inside the transport for the socket (none for plain TCP).
     pub fn wants_write(&self) -> bool {
-        false
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// Writes what the transport holds for the socket, after WRITABLE.
     pub fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match &mut self.tls {
+            None => Ok(()),
+            Some(tls) => tls.flush(&mut self.stream).map(drop),
+        }
     }
 
-    /// Ends the write side after the bytes already written (FIN).
+    /// Ends the write side after the bytes already written (TLS: close_notify first, then FIN).
     pub fn shutdown_write(&mut self) -> io::Result<()> {
+        if let Some(tls) = &mut self.tls {
+            tls.close_notify(&mut self.stream);
+        }
         self.stream.shutdown(Shutdown::Write)
     }
 
