@@ -263,6 +263,119 @@ fn mosquitto_clients_round_trip_over_tls_all_qos_both_versions() {
     assert_eq!(sub.wait_messages(1, WAIT)[0].payload, "across");
 }
 
+/// `musqratt pub`/`sub` (our own client, rustls) with `--cafile`, `--cert`, `--key`.
+fn our_client(sub: &str, port: u16, args: &[&str]) -> Command {
+    let mut c = Command::new(musqratt());
+    c.args([sub, "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args);
+    c
+}
+
+#[test]
+fn musqratt_pub_and_sub_over_tls_with_and_without_client_certificates() {
+    let dir = scratch_dir("tls-ours");
+    let ca = Ca::new(&dir, "ca");
+    let extra = format!(
+        ", client_ca = {:?}, require_certificate = false",
+        s(&ca.pem())
+    );
+    let b = TlsBroker::start(&dir, &server_tls(&ca, &extra), "");
+    let cafile = ca.pem();
+    let (cert, key) = ca.issue("client", "ours", false);
+    for version in ["311", "5"] {
+        let topic = format!("tls/ours/{version}");
+        // Our sub with a client certificate, our pub without; mosquitto_sub beside them.
+        let mut sub = our_client(
+            "sub",
+            b.tls,
+            &[
+                "--cafile",
+                s(&cafile),
+                "--cert",
+                s(&cert),
+                "--key",
+                s(&key),
+                "-V",
+                version,
+                "-t",
+                &topic,
+                "-q",
+                "2",
+                "-C",
+                "3",
+                "-W",
+                "20",
+                "-d",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let said = Lines::default();
+        let reader = said.collect(sub.stderr.take().unwrap());
+        // -d: it says "subscribed" on stderr once its SUBACK is in.
+        assert!(
+            said.wait_until(WAIT, |l| l.iter().any(|l| l.contains("subscribed "))),
+            "v{version}: {:?}",
+            said.snapshot()
+        );
+        let theirs = Sub::start(b.tls, &["--cafile", s(&cafile), "-t", &topic, "-q", "2"]);
+        for qos in ["0", "1", "2"] {
+            let out = run_with_timeout(
+                &mut our_client(
+                    "pub",
+                    b.tls,
+                    &[
+                        "--cafile",
+                        s(&cafile),
+                        "-V",
+                        version,
+                        "-t",
+                        &topic,
+                        "-q",
+                        qos,
+                        "-m",
+                        &format!("q{qos}"),
+                    ],
+                ),
+                WAIT,
+            );
+            assert!(ok(&out), "v{version} q{qos}: {}", stderr(&out));
+        }
+        let out = sub.wait_with_output().unwrap();
+        let _ = reader.join();
+        assert!(out.status.success(), "v{version}: {:?}", said.snapshot());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "q0\nq1\nq2\n",
+            "v{version}"
+        );
+        let got: Vec<String> = theirs
+            .wait_messages(3, WAIT)
+            .into_iter()
+            .map(|m| m.payload)
+            .collect();
+        assert_eq!(got, ["q0", "q1", "q2"], "v{version}");
+    }
+    // A CA that does not sign the broker's certificate: our client's handshake fails.
+    let other = Ca::new(&dir, "other");
+    let out = run_with_timeout(
+        &mut our_client(
+            "pub",
+            b.tls,
+            &["--cafile", s(&other.pem()), "-t", "a", "-m", "x"],
+        ),
+        WAIT,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("TLS handshake failed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn untrusted_ca_and_plaintext_clients_fail_others_are_served() {
     let dir = scratch_dir("tls-untrusted");
