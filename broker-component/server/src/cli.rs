@@ -104,14 +104,14 @@ impl ServeArgs {
         };
         if !self.listen.is_empty() || !self.listen_ws.is_empty() {
             let ws = self.listen_ws.iter().map(|&bind| Listener {
-                bind,
                 websocket: true,
+                ..Listener::plain(bind)
             });
             s.listeners = self
                 .listen
                 .iter()
                 .copied()
-                .map(Listener::mqtt)
+                .map(Listener::plain)
                 .chain(ws)
                 .collect();
         }
@@ -180,6 +180,25 @@ pub struct BrokerArgs {
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
+    /// TLS: trust these CA certificates (PEM) and connect with TLS.
+    #[arg(long = "cafile", value_name = "FILE")]
+    pub cafile: Option<PathBuf>,
+    /// TLS: this client certificate (PEM), for a broker that asks for one (with --key).
+    #[arg(long = "cert", value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// TLS: the client certificate's private key (PEM).
+    #[arg(long = "key", value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+impl BrokerArgs {
+    pub fn tls_files(&self) -> crate::client::tls::TlsFiles {
+        crate::client::tls::TlsFiles {
+            cafile: self.cafile.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -215,9 +234,6 @@ pub struct ClientArgs {
     /// Debug: say on stderr when connected and subscribed.
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
-    /// Trusted CA certificates for TLS (TLS is not supported yet: rejected).
-    #[arg(long = "cafile", value_name = "FILE")]
-    pub cafile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

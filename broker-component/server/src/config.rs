@@ -20,7 +20,30 @@ use crate::sched::Scheduling;
 
 mod auth;
 mod network;
+mod tls;
 pub use network::{LwipDpdk, NetworkStack};
+pub use tls::TlsSettings;
+
+/// One `[[listener]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    pub bind: SocketAddr,
+    /// `tls = { ... }`: TLS on this port (config/tls.rs); `None`: plain TCP.
+    pub tls: Option<TlsSettings>,
+    /// `protocol = "websocket"`: MQTT over WebSocket (server/src/websocket/), over TLS too
+    /// when `tls` is set.
+    pub websocket: bool,
+}
+
+impl Listener {
+    pub fn plain(bind: SocketAddr) -> Listener {
+        Listener {
+            bind,
+            tls: None,
+            websocket: false,
+        }
+    }
+}
 
 /// Everything `serve` needs, after defaults, the file and the flags.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +75,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            listeners: vec![Listener::mqtt(SocketAddr::from(([127, 0, 0, 1], 1883)))],
+            listeners: vec![Listener::plain(SocketAddr::from(([127, 0, 0, 1], 1883)))],
             storage_dir: PathBuf::from("musqratt-data"),
             in_memory: false,
             fsync: musqratt_store::Fsync::Always,
@@ -68,14 +91,19 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Reads `path` over the defaults. A relative `password_file` is resolved against the
-    /// directory of `path`.
+    /// Reads `path` over the defaults. A relative `password_file` or TLS file is resolved
+    /// against the directory of `path`.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let src = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
         let mut s = Settings::parse(&path.display().to_string(), &src)?;
-        if let (Some(file), Some(dir)) = (&mut s.password_file, path.parent()) {
-            *file = dir.join(&*file);
+        if let Some(dir) = path.parent() {
+            if let Some(file) = &mut s.password_file {
+                *file = dir.join(&*file);
+            }
+            for tls in s.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
+                tls.resolve(dir);
+            }
         }
         Ok(s)
     }
@@ -91,11 +119,12 @@ impl Settings {
         })?;
         let cx = Cx { file, src };
         let mut s = Settings::default();
+        let mut anonymous_error = None;
         for (key, item) in entries(doc.as_table()) {
             match key.get() {
                 "listener" => s.listeners = cx.listeners(key, item)?,
                 "storage" => cx.storage(key, item, &mut s)?,
-                "auth" => cx.auth(key, item, &mut s)?,
+                "auth" => anonymous_error = cx.auth(key, item, &mut s)?,
                 "network" => s.network = cx.network(key, item)?,
                 "hold" => cx.hold(key, item, &mut s)?,
                 "session" => cx.session(key, item, &mut s)?,
@@ -105,31 +134,22 @@ impl Settings {
                 other => return Err(cx.unknown(key, other, TOP_LEVEL)),
             }
         }
-        Ok(s)
+        // Refusing anonymous clients needs something that names them: a password file, or
+        // a listener taking the user name from the client certificate.
+        let identities = s
+            .listeners
+            .iter()
+            .any(|l| l.tls.as_ref().is_some_and(|t| t.use_identity_as_username));
+        match anonymous_error {
+            Some(e) if !identities => Err(e),
+            _ => Ok(s),
+        }
     }
 }
 
 const TOP_LEVEL: &[&str] = &[
     "listener", "storage", "auth", "network", "hold", "session", "message", "limits", "workers",
 ];
-
-/// One `[[listener]]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listener {
-    pub bind: SocketAddr,
-    /// `protocol = "websocket"`: MQTT over WebSocket (server/src/websocket/).
-    pub websocket: bool,
-}
-
-impl Listener {
-    /// `protocol = "mqtt"`, the default.
-    pub fn mqtt(bind: SocketAddr) -> Listener {
-        Listener {
-            bind,
-            websocket: false,
-        }
-    }
-}
 
 /// A rejected configuration; the message is complete (file, line, key, expectation).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,7 +317,7 @@ impl Cx<'_> {
         };
         let mut out = Vec::new();
         for t in tables {
-            let mut bind = None;
+            let (mut bind, mut tls) = (None, None);
             let mut websocket = false;
             for (k, v) in entries(t) {
                 match k.get() {
@@ -327,7 +347,7 @@ impl Cx<'_> {
                             ))
                         }
                     },
-                    "tls" => return Err(self.not_supported(k, "listener.tls", "TLS")),
+                    "tls" => tls = Some(self.tls(k, v)?),
                     other => {
                         return Err(self.unknown(
                             k,
@@ -350,7 +370,11 @@ impl Cx<'_> {
                     "missing (every [[listener]] needs a bind address)",
                 )
             })?;
-            out.push(Listener { bind, websocket });
+            out.push(Listener {
+                bind,
+                tls,
+                websocket,
+            });
         }
         Ok(out)
     }

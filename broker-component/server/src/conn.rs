@@ -152,6 +152,10 @@ impl Conn {
         match self.transport.read(buf) {
             Ok(0) => ReadOutcome::Closed,
             Ok(n) => {
+                if let Some(identity) = self.transport.take_identity() {
+                    // The handshake is done and no MQTT byte was handled yet.
+                    self.core.set_identity(identity);
+                }
                 let data = buf.get(..n).unwrap_or(&[]);
                 self.feed(broker, data, now, out);
                 if n < buf.len() && self.transport.short_read_is_empty() {
@@ -343,7 +347,8 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     /// The slab holds one `Conn` per connection: what the transport adds to
-    /// the core's `Connection` (socket, two boxed buffers, flags) stays small.
+    /// the core's `Connection` (socket, the box of its layers, two boxed
+    /// buffers, flags) stays small.
     #[test]
     fn conn_stays_small() {
         let core = std::mem::size_of::<musqratt_core::Connection>();

@@ -247,7 +247,7 @@ impl Ws {
 }
 
 /// What a test client sends to break the protocol.
-type Send = Box<dyn Fn(&mut Ws)>;
+type Breaker = Box<dyn Fn(&mut Ws)>;
 
 fn connack_ok(ws: &mut Ws) {
     let (first, body) = ws.packet();
@@ -368,7 +368,7 @@ fn broken_frames_close_with_their_code_and_others_are_unaffected() {
 
     let connect = raw::connect(Version::V311, "victim");
     // (what the client sends after CONNECT, the close code, the log's reason)
-    let cases: Vec<(Send, u16, &str)> = vec![
+    let cases: Vec<(Breaker, u16, &str)> = vec![
         (
             Box::new(|ws| ws.send_frame(0x82, &[0xc0, 0x00], false)),
             1002,

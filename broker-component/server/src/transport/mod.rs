@@ -20,7 +20,9 @@
 //!   `flush` has written them, and `write` accepts no new bytes meanwhile, so the caller keeps
 //!   them (its `pending_out`) and the layer's own buffer stays bounded by one write.
 
+mod identity;
 mod plain;
+mod tls;
 mod websocket;
 
 use std::io;
@@ -29,19 +31,45 @@ use std::net::{Shutdown, SocketAddr};
 use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use musqratt_core::Identity;
+
+use crate::tls_config::TlsListener;
+use websocket::Wire;
 
 /// One connection's byte stream, as the worker sees it (see the module doc).
 pub struct Transport {
     stream: TcpStream,
     /// The layers over the socket, behind one pointer; `None`: MQTT straight on the socket.
-    layer: Option<Box<Layer>>,
+    layers: Option<Box<Layers>>,
 }
 
-/// What sits over the socket. One enum behind one box keeps an idle plain connection at one
-/// pointer whatever the layers (TLS will be a variant, and WebSocket over TLS another).
-enum Layer {
-    /// WebSocket framing (`protocol = "websocket"`, websocket.rs).
-    WebSocket(websocket::Layer),
+/// What sits over the socket: TLS, WebSocket framing, or WebSocket over TLS (wss).
+struct Layers {
+    tls: Option<tls::Tls>,
+    /// WebSocket framing (`protocol = "websocket"`, websocket.rs), over `tls` when set.
+    ws: Option<websocket::Layer>,
+}
+
+/// What the WebSocket layer reads and writes: the socket, or TLS over it.
+enum Under<'a> {
+    Plain(&'a mut TcpStream),
+    Tls(&'a mut tls::Tls, &'a mut TcpStream),
+}
+
+impl Wire for Under<'_> {
+    fn read_wire(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Under::Plain(s) => plain::read(s, buf),
+            Under::Tls(t, s) => t.read(s, buf),
+        }
+    }
+
+    fn write_wire(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Under::Plain(s) => plain::write_some(s, buf),
+            Under::Tls(t, s) => t.write(s, buf),
+        }
+    }
 }
 
 impl Transport {
@@ -49,29 +77,49 @@ impl Transport {
     pub fn plain(stream: TcpStream) -> Transport {
         Transport {
             stream,
-            layer: None,
+            layers: None,
         }
     }
 
-    /// MQTT over WebSocket over plain TCP; data frames may carry at most `max_payload` bytes.
-    pub fn websocket(stream: TcpStream, max_payload: u64) -> Transport {
-        Transport {
+    /// TLS with the listener's current configuration; the handshake runs as the first bytes
+    /// arrive.
+    pub fn tls(stream: TcpStream, listener: &TlsListener) -> Result<Transport, rustls::Error> {
+        let conn = rustls::ServerConnection::new(listener.config.clone())?;
+        Ok(Transport {
             stream,
-            layer: Some(Box::new(Layer::WebSocket(websocket::Layer::new(
-                max_payload,
-            )))),
-        }
+            layers: Some(Box::new(Layers {
+                tls: Some(tls::Tls::new(conn, listener.use_identity_as_username)),
+                ws: None,
+            })),
+        })
+    }
+
+    /// Adds WebSocket framing over what the transport has (plain TCP or TLS); data frames may
+    /// carry at most `max_payload` bytes.
+    pub fn with_websocket(mut self, max_payload: u64) -> Transport {
+        let layers = self.layers.get_or_insert_with(|| {
+            Box::new(Layers {
+                tls: None,
+                ws: None,
+            })
+        });
+        layers.ws = Some(websocket::Layer::new(max_payload));
+        self
     }
 
     /// Reads MQTT bytes into `buf`: `Ok(0)` is the end of the stream, `WouldBlock` means nothing
     /// more for now.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.layer.as_deref_mut() {
-            None => plain::read(&mut self.stream, buf),
-            Some(Layer::WebSocket(ws)) => {
-                let read = ws.read(&mut self.stream, buf);
+        let Some(layers) = self.layers.as_deref_mut() else {
+            return plain::read(&mut self.stream, buf);
+        };
+        match (&mut layers.ws, &mut layers.tls) {
+            (None, None) => plain::read(&mut self.stream, buf),
+            (None, Some(tls)) => tls.read(&mut self.stream, buf),
+            (Some(ws), tls) => {
+                let read = ws.read(&mut under(tls, &mut self.stream), buf);
                 if let Err(e) = &read {
-                    if e.kind() == io::ErrorKind::InvalidData {
+                    if ws.failed() {
                         // A refused handshake or a broken frame (the reply is queued).
                         let peer = self.stream.peer_addr().ok();
                         tracing::warn!(?peer, "closing connection: {e}");
@@ -82,43 +130,79 @@ impl Transport {
         }
     }
 
+    /// What the client's certificate says, for a listener with `use_identity_as_username`:
+    /// `Some` once, when the handshake has completed (before the first MQTT byte is read).
+    pub fn take_identity(&mut self) -> Option<Identity> {
+        self.layers
+            .as_deref_mut()
+            .and_then(|l| l.tls.as_mut())
+            .and_then(|t| t.take_identity())
+    }
+
     /// Whether a `read` that returned less than its buffer took everything there was, so that
     /// a new readiness edge will report what comes next (docs/architecture.md, "Read"). True for
     /// plain TCP; a layer that buffers (TLS) may hold more.
     pub fn short_read_is_empty(&self) -> bool {
-        match self.layer.as_deref() {
+        match self.layers.as_deref() {
             None => true,
-            Some(Layer::WebSocket(ws)) => ws.short_read_is_empty(),
+            Some(Layers { tls: Some(_), .. }) => false,
+            Some(Layers {
+                tls: None,
+                ws: None,
+            }) => true,
+            Some(Layers {
+                tls: None,
+                ws: Some(ws),
+            }) => ws.short_read_is_empty(),
         }
     }
 
     /// Writes as much of `buf` as can go now; `Ok(n)` short of `buf.len()` means it would block
     /// (WRITABLE will tell when to go on, and `flush` first).
     pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.layer.as_deref_mut() {
-            None => plain::write_some(&mut self.stream, buf),
-            Some(Layer::WebSocket(ws)) => ws.write(&mut self.stream, buf),
+        let Some(layers) = self.layers.as_deref_mut() else {
+            return plain::write_some(&mut self.stream, buf);
+        };
+        match (&mut layers.ws, &mut layers.tls) {
+            (None, None) => plain::write_some(&mut self.stream, buf),
+            (None, Some(tls)) => tls.write(&mut self.stream, buf),
+            (Some(ws), tls) => ws.write(&mut under(tls, &mut self.stream), buf),
         }
     }
 
     /// Bytes held inside the transport for the socket (none for plain TCP).
     pub fn wants_write(&self) -> bool {
-        matches!(self.layer.as_deref(), Some(Layer::WebSocket(ws)) if ws.wants_write())
+        self.layers.as_deref().is_some_and(|l| {
+            l.ws.as_ref().is_some_and(|ws| ws.wants_write())
+                || l.tls.as_ref().is_some_and(|t| t.wants_write())
+        })
     }
 
-    /// Writes what the transport holds for the socket, after WRITABLE.
+    /// Writes what the transport holds for the socket, after WRITABLE: TLS records first, then
+    /// the WebSocket frames waiting above them (which TLS encrypts and sends as it can).
     pub fn flush(&mut self) -> io::Result<()> {
-        match self.layer.as_deref_mut() {
-            None => Ok(()),
-            Some(Layer::WebSocket(ws)) => ws.flush(&mut self.stream),
+        let Some(layers) = self.layers.as_deref_mut() else {
+            return Ok(());
+        };
+        if let Some(tls) = &mut layers.tls {
+            tls.flush(&mut self.stream)?;
         }
+        if let Some(ws) = &mut layers.ws {
+            ws.flush(&mut under(&mut layers.tls, &mut self.stream))?;
+        }
+        Ok(())
     }
 
-    /// Ends the write side after the bytes already written (FIN); a WebSocket sends its
-    /// Close frame first.
+    /// Ends the write side after the bytes already written: a WebSocket's Close frame, TLS's
+    /// close_notify, then FIN.
     pub fn shutdown_write(&mut self) -> io::Result<()> {
-        if let Some(Layer::WebSocket(ws)) = self.layer.as_deref_mut() {
-            ws.before_shutdown(&mut self.stream);
+        if let Some(layers) = self.layers.as_deref_mut() {
+            if let Some(ws) = &mut layers.ws {
+                ws.before_shutdown(&mut under(&mut layers.tls, &mut self.stream));
+            }
+            if let Some(tls) = &mut layers.tls {
+                tls.close_notify(&mut self.stream);
+            }
         }
         self.stream.shutdown(Shutdown::Write)
     }
@@ -131,6 +215,14 @@ impl Transport {
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.peer_addr()
+    }
+}
+
+/// The WebSocket layer's wire: TLS when there is TLS, else the socket.
+fn under<'a>(tls: &'a mut Option<tls::Tls>, stream: &'a mut TcpStream) -> Under<'a> {
+    match tls {
+        Some(t) => Under::Tls(t, stream),
+        None => Under::Plain(stream),
     }
 }
 

@@ -102,6 +102,12 @@ impl Layer {
         }
     }
 
+    /// Whether the client broke the WebSocket protocol (the reply is queued): the error `read`
+    /// returns is the layer's own, not the wire's.
+    pub(super) fn failed(&self) -> bool {
+        matches!(self.ended, Some(Some(_)))
+    }
+
     /// Whether a short read proved the wire empty: not when decoded bytes or the end of the
     /// stream are still to be reported (no readiness edge would come for them).
     pub(super) fn short_read_is_empty(&self) -> bool {
