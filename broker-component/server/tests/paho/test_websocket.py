@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -118,3 +119,58 @@ def test_will_of_a_ws_client_that_vanishes(ws_broker, ws_client, protocol):
     doomed.kill()
     [m] = watcher.expect()
     assert (m.topic, m.payload) == ("ws/will", b"gone")
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def wss_broker(tmp_path):
+    """A broker with a plain listener and a WebSocket-over-TLS one (`protocol = "websocket"` +
+    `tls`), its certificate for 127.0.0.1 signed by a CA made here with openssl."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=musqratt test CA", cwd=tmp_path)
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1",
+            cwd=tmp_path)
+    (tmp_path / "ext").write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext", cwd=tmp_path)
+    conf = tmp_path / "musqratt.toml"
+    conf.write_text(
+        '[[listener]]\nbind = "127.0.0.1:0"\n\n'
+        '[[listener]]\nbind = "127.0.0.1:0"\nprotocol = "websocket"\n'
+        'tls = { cert = "server.pem", key = "server.key" }\n'
+    )
+    b = Broker(config=str(conf), want=("wss",))
+    b.ca = str(tmp_path / "ca.pem")
+    yield b
+    b.stop()
+
+
+@pytest.mark.parametrize("qos", [0, 1, 2])
+def test_wss_both_ways_with_tcp(wss_broker, protocol, qos):
+    port = wss_broker.ports["wss"]
+    ws = Client(port, protocol, client_id=f"wss-{qos}", transport="websockets", tls_ca=wss_broker.ca)
+    try:
+        ws.subscribe("wss/down", qos=2)
+        mosquitto_pub(wss_broker.port, protocol, "-t", "wss/down", "-q", str(qos), "-m", "secret")
+        [m] = ws.expect()
+        assert (m.topic, m.payload, m.qos) == ("wss/down", b"secret", qos)
+        sub = mosquitto_sub(wss_broker.port, protocol, "-t", "ws/up", "-q", "2", "-C", "1")
+        ws.publish("ws/up", b"y" * 70_000, qos=qos)
+        assert lines_of(sub) == [f"ws/up {qos} 0 " + "y" * 70_000]
+    finally:
+        ws.disconnect()
+
+
+def test_wss_refuses_an_untrusted_client_side_ca(wss_broker, tmp_path):
+    """A client that does not trust the broker's CA cannot connect (the TLS layer is really
+    under the WebSocket one)."""
+    other = tmp_path / "other"
+    other.mkdir()
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", "o.key", "-out", "o.pem", "-days", "2", "-subj", "/CN=other", cwd=other)
+    with pytest.raises(Exception, match="certificate verify failed"):
+        Client(wss_broker.ports["wss"], mqtt.MQTTv5, transport="websockets", tls_ca=str(other / "o.pem"))
