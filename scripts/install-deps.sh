@@ -117,7 +117,8 @@ case "$MODE" in
     test)
         apt_install "${NET_PKGS[@]}"
         apt_install "${APPLIANCE_PKGS[@]}"
-        apt_install mosquitto mosquitto-clients tmux ca-certificates
+        # openssl: the wss tests (tests/paho/test_websocket.py) make their certificates with it.
+        apt_install mosquitto mosquitto-clients tmux ca-certificates openssl
         stop_system_mosquitto
         python_env
         ;;
