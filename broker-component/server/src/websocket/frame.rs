@@ -101,11 +101,18 @@ impl FrameReader {
                 Part::Data { mask, at, left } => {
                     let take = usize::try_from(*left).unwrap_or(usize::MAX).min(wire.len());
                     let (payload, rest) = wire.split_at(take);
-                    mqtt.reserve(take);
-                    for &b in payload {
-                        mqtt.put_u8(b ^ mask[*at & 3]);
-                        *at = at.wrapping_add(1);
+                    // Copy, then unmask in place (the mask runs on across reads: `at`).
+                    let start = mqtt.len();
+                    mqtt.extend_from_slice(payload);
+                    for (i, b) in mqtt
+                        .get_mut(start..)
+                        .unwrap_or_default()
+                        .iter_mut()
+                        .enumerate()
+                    {
+                        *b ^= mask[at.wrapping_add(i) & 3];
                     }
+                    *at = at.wrapping_add(take);
                     *left -= take as u64;
                     wire = rest;
                     if *left == 0 {
