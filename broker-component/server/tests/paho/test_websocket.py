@@ -4,6 +4,7 @@ what one sends the other receives, both ways, for every QoS and both protocol ve
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 from pathlib import Path
@@ -174,3 +175,35 @@ def test_wss_refuses_an_untrusted_client_side_ca(wss_broker, tmp_path):
             "-keyout", "o.key", "-out", "o.pem", "-days", "2", "-subj", "/CN=other", cwd=other)
     with pytest.raises(Exception, match="certificate verify failed"):
         Client(wss_broker.ports["wss"], mqtt.MQTTv5, transport="websockets", tls_ca=str(other / "o.pem"))
+
+
+MQTTJS = Path(__file__).resolve().parents[1] / "ws"
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_mqttjs_over_ws(ws_broker, version):
+    """mqtt.js (npm, tests/ws/package.json): its own pub/sub over WebSocket, and what it
+    publishes reaches mosquitto_sub on the plain listener."""
+    protocol = mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311
+    topic = f"ws/js{version}"
+    sub = mosquitto_sub(ws_broker.port, protocol, "-t", f"{topic}/#", "-q", "2", "-C", "4")
+    out = subprocess.run(
+        ["node", str(MQTTJS / "mqttjs.mjs"), str(ws_broker.ws_port), str(version), topic],
+        capture_output=True, text=True, timeout=WAIT * 4,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[-1] == "done", lines
+    got = sorted((m["topic"], m["payload"], m["qos"]) for m in map(json.loads, lines[:-1]))
+    assert got == [
+        (f"{topic}/q0", "hello 0", 0),
+        (f"{topic}/q1", "hello 1", 1),
+        (f"{topic}/q2", "hello 2", 2),
+        (f"{topic}/retained", "kept", 1),
+    ]
+    assert sorted(lines_of(sub)) == [
+        f"{topic}/q0 0 0 hello 0",
+        f"{topic}/q1 1 0 hello 1",
+        f"{topic}/q2 2 0 hello 2",
+        f"{topic}/retained 1 0 kept",
+    ]
