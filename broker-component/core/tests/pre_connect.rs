@@ -141,8 +141,7 @@ fn a_completed_packet_clears_the_packet_deadline() {
 
 /// The CONNACK's reason code a connection answered with.
 fn connack_code(out: &Output, version: ProtocolVersion) -> ReasonCode {
-    let mut bytes = out.transmit.clone();
-    match decode(&mut bytes, version, u32::MAX) {
+    match decode(&out.transmit, version, u32::MAX) {
         Ok(Some((Packet::ConnAck(a), _))) => a.reason_code,
         other => panic!("expected a CONNACK, got {other:?}"),
     }
