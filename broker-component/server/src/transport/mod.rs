@@ -37,8 +37,11 @@ use crate::tls_config::TlsListener;
 /// One connection's byte stream, as the worker sees it (see the module doc).
 pub struct Transport {
     stream: TcpStream,
-    /// TLS over the socket (`None`: plain TCP). A framing layer (WebSocket) would sit above
-    /// it, in the same box: a filter over the bytes this layer (or the socket) yields.
+    /// TLS over the socket (`None`: plain TCP). A framing layer (WebSocket), which works over
+    /// TLS or plain TCP, goes with it behind the one pointer: `layers: Option<Box<Layers>>`
+    /// with `Layers { tls: Option<Tls>, framing: Option<..> }`, the framing filtering what
+    /// `tls` (or the socket) yields on read and framing what goes down on write, so that plain
+    /// TCP stays a null pointer and a branch.
     tls: Option<Box<tls::Tls>>,
 }
 
