@@ -189,6 +189,10 @@ pub struct BrokerArgs {
     /// TLS: the client certificate's private key (PEM).
     #[arg(long = "key", value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
+    /// TLS: do not check that the broker's certificate names the host (its chain is still
+    /// checked against --cafile), as mosquitto's --insecure.
+    #[arg(long = "insecure")]
+    pub insecure: bool,
 }
 
 impl BrokerArgs {
@@ -197,6 +201,7 @@ impl BrokerArgs {
             cafile: self.cafile.clone(),
             cert: self.cert.clone(),
             key: self.key.clone(),
+            insecure: self.insecure,
         }
     }
 }

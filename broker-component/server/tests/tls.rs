@@ -377,6 +377,55 @@ fn musqratt_pub_and_sub_over_tls_with_and_without_client_certificates() {
 }
 
 #[test]
+fn insecure_skips_the_host_name_check_only_as_mosquitto() {
+    let dir = scratch_dir("tls-insecure");
+    let ca = Ca::new(&dir, "ca");
+    let other = Ca::new(&dir, "other");
+    // A certificate for another name than the 127.0.0.1 the clients connect to.
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec!["broker.example".to_string()]).unwrap();
+    p.distinguished_name
+        .push(DnType::CommonName, "broker.example");
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    std::fs::write(dir.join("named.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("named.key"), key.serialize_pem()).unwrap();
+    let tls = format!(
+        "cert = {:?}, key = {:?}",
+        s(&dir.join("named.pem")),
+        s(&dir.join("named.key"))
+    );
+    let b = TlsBroker::start(&dir, &tls, "");
+    let run = |ours: bool, cafile: &Path, insecure: bool| {
+        let mut args = vec!["--cafile", s(cafile), "-t", "tls/insecure", "-m", "x"];
+        if insecure {
+            args.push("--insecure");
+        }
+        let out = if ours {
+            run_with_timeout(&mut our_client("pub", b.tls, &args), WAIT)
+        } else {
+            tls_pub(b.tls, &args)
+        };
+        ok(&out)
+    };
+    for ours in [true, false] {
+        // The name does not match: refused, unless --insecure.
+        assert!(
+            !run(ours, &ca.pem(), false),
+            "ours={ours}: name not checked"
+        );
+        assert!(
+            run(ours, &ca.pem(), true),
+            "ours={ours}: --insecure refused"
+        );
+        // --insecure still checks the chain.
+        assert!(
+            !run(ours, &other.pem(), true),
+            "ours={ours}: chain not checked"
+        );
+    }
+}
+
+#[test]
 fn untrusted_ca_and_plaintext_clients_fail_others_are_served() {
     let dir = scratch_dir("tls-untrusted");
     let ca = Ca::new(&dir, "ca");

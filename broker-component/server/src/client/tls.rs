@@ -10,18 +10,26 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
+    SignatureScheme,
+};
 
 use super::session::{io_text, lock};
 
-/// What `--cafile`, `--cert` and `--key` name.
+/// What `--cafile`, `--cert`, `--key` and `--insecure` say.
 #[derive(Debug, Clone, Default)]
 pub struct TlsFiles {
     pub cafile: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// Do not check that the broker's certificate names the host (mosquitto's `--insecure`);
+    /// its chain is still verified against `cafile`.
+    pub insecure: bool,
 }
 
 impl TlsFiles {
@@ -29,8 +37,8 @@ impl TlsFiles {
     /// option and the file.
     pub fn config(&self) -> Result<Option<Arc<ClientConfig>>, String> {
         let Some(cafile) = &self.cafile else {
-            if self.cert.is_some() || self.key.is_some() {
-                return Err("--cert and --key need --cafile (TLS)".into());
+            if self.cert.is_some() || self.key.is_some() || self.insecure {
+                return Err("--cert, --key and --insecure need --cafile (TLS)".into());
             }
             return Ok(None);
         };
@@ -49,10 +57,20 @@ impl TlsFiles {
                 cafile.display()
             ));
         }
-        let builder = ClientConfig::builder_with_provider(Arc::new(crate::tls_config::provider()))
+        let provider = Arc::new(crate::tls_config::provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
-            .with_root_certificates(roots);
+            .map_err(|e| format!("TLS: {e}"))?;
+        let builder = if self.insecure {
+            let verifier = WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+                .build()
+                .map_err(|e| format!("--cafile {}: {e}", cafile.display()))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyName(verifier)))
+        } else {
+            builder.with_root_certificates(roots)
+        };
         let config = match (&self.cert, &self.key) {
             (None, None) => builder.with_no_client_auth(),
             (Some(cert), Some(key)) => {
@@ -75,6 +93,53 @@ impl TlsFiles {
             _ => return Err("--cert and --key go together".into()),
         };
         Ok(Some(Arc::new(config)))
+    }
+}
+
+/// `--insecure`: the WebPKI verifier, except that a certificate for another name passes.
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
 
