@@ -165,6 +165,8 @@ impl Conn {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Drained,
+            // A layer took bytes of its own (transport/mod.rs): a round without MQTT bytes.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Data,
             Err(e) => {
                 tracing::debug!("read error: {e}");
                 ReadOutcome::Closed
@@ -282,12 +284,15 @@ impl Conn {
 
     /// Unsent bytes (waiting for the socket or for the store), or events held for the store,
     /// beyond which reading pauses (backpressure on the sender).
+    /// A layer's own backlog counts too: a WebSocket client that sends pings and reads nothing
+    /// is not read either once its pongs fill the bound.
     pub fn out_full(&self) -> bool {
-        self.pending_out.as_ref().is_some_and(|o| {
-            o.held.len() >= MAX_HELD_EVENTS
-                || o.bytes.len() + o.held.iter().map(|h| h.bytes.len()).sum::<usize>()
-                    >= MAX_PENDING_OUT
-        })
+        self.transport.queued_out() >= MAX_PENDING_OUT
+            || self.pending_out.as_ref().is_some_and(|o| {
+                o.held.len() >= MAX_HELD_EVENTS
+                    || o.bytes.len() + o.held.iter().map(|h| h.bytes.len()).sum::<usize>()
+                        >= MAX_PENDING_OUT
+            })
     }
 
     /// No bytes waiting for the socket (here or inside the transport) or the store.

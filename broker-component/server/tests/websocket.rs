@@ -631,3 +631,43 @@ fn wss_carries_mqtt_and_closes_broken_frames_with_their_code() {
     connack_ok(&mut ws);
     hostile::qos1_round_trip(b.plain, "plain-after-wss", WAIT, "after broken wss frames");
 }
+
+#[test]
+fn a_client_that_pings_and_never_reads_is_not_read_either() {
+    let (b, port) = ws_broker(&[]);
+    hostile::round_trip_every_worker(b.port(), 2, "warm-up");
+    let baseline = hostile::rss_kib(b.pid());
+    let mut ws = Ws::open(port);
+    ws.send(&raw::connect(Version::V311, "pinger"));
+    connack_ok(&mut ws);
+    // 1 MiB of pings (125-byte payloads) at a time, up to 64 MiB, never reading a pong: once its
+    // pongs fill the connection's output bound the broker stops reading, the socket buffers fill
+    // and the writes block (the timeout tells us so).
+    let mut chunk = Vec::new();
+    let mask = [1u8, 2, 3, 4];
+    while chunk.len() < 1 << 20 {
+        chunk.extend_from_slice(&[0x89, 0x80 | 125]);
+        chunk.extend_from_slice(&mask);
+        chunk.extend((0..125u8).map(|i| i ^ mask[usize::from(i) % 4]));
+    }
+    ws.tcp
+        .set_write_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let mut sent_mib = 0;
+    while sent_mib < 64 && ws.tcp.write_all(&chunk).is_ok() {
+        sent_mib += 1;
+    }
+    assert!(
+        sent_mib < 64,
+        "the broker read 64 MiB of pings from a client that reads nothing"
+    );
+    let rss = hostile::rss_kib(b.pid());
+    assert!(
+        rss < baseline + 24 * 1024,
+        "broker RSS grew from {baseline} KiB to {rss} KiB after {sent_mib} MiB of pings"
+    );
+    hostile::qos1_round_trip(b.port(), "beside-the-pinger", WAIT, "beside a ping flood");
+    // Paused, not closed: once it reads, its pongs come.
+    let f = ws.frame(Instant::now() + WAIT).expect("a pong");
+    assert_eq!((f.first, f.payload.len()), (0x8a, 125));
+}

@@ -108,7 +108,8 @@ impl Transport {
     }
 
     /// Reads MQTT bytes into `buf`: `Ok(0)` is the end of the stream, `WouldBlock` means nothing
-    /// more for now.
+    /// more for now, `Interrupted` that a layer read bytes of its own only (a WebSocket's
+    /// handshake or control frames): more may be waiting.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(layers) = self.layers.as_deref_mut() else {
             return plain::read(&mut self.stream, buf);
@@ -176,6 +177,16 @@ impl Transport {
             l.ws.as_ref().is_some_and(|ws| ws.wants_write())
                 || l.tls.as_ref().is_some_and(|t| t.wants_write())
         })
+    }
+
+    /// How many bytes a layer holds for the socket that it could grow without a write from the
+    /// worker (a WebSocket's pongs); the caller bounds it with its own output (`Conn::out_full`).
+    /// TLS's records are bounded by rustls itself.
+    pub fn queued_out(&self) -> usize {
+        self.layers
+            .as_deref()
+            .and_then(|l| l.ws.as_ref())
+            .map_or(0, |ws| ws.queued())
     }
 
     /// Writes what the transport holds for the socket, after WRITABLE: TLS records first, then

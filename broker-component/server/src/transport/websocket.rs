@@ -59,7 +59,8 @@ impl Layer {
         }
     }
 
-    /// Reads MQTT bytes into `buf` (see `Transport::read`).
+    /// Reads MQTT bytes into `buf` (see `Transport::read`); `Interrupted`: wire bytes were read
+    /// and none of them was MQTT, read again.
     pub(super) fn read(&mut self, wire: &mut impl Wire, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if !self.mqtt_in.is_empty() {
@@ -93,7 +94,14 @@ impl Layer {
             let _ = self.flush(wire);
             match fed {
                 Ok(Status::Closed) => self.ended = Some(None),
-                Ok(Status::Handshake | Status::Open) => {}
+                Ok(Status::Handshake | Status::Open) => {
+                    if self.mqtt_in.is_empty() {
+                        // Wire bytes but no MQTT byte yet (the handshake, pings, a frame's
+                        // header): one wire read per call all the same, so the worker's bounds
+                        // (rounds per event, `Conn::out_full` for the pongs) hold.
+                        return Err(io::ErrorKind::Interrupted.into());
+                    }
+                }
                 Err(e) => {
                     let why = format!("websocket: {e}");
                     self.ended = Some(Some(why));
@@ -134,6 +142,12 @@ impl Layer {
 
     pub(super) fn wants_write(&self) -> bool {
         !self.wire_out.is_empty()
+    }
+
+    /// Bytes waiting for the wire: frames of earlier writes and replies (pongs) to a client that
+    /// does not read. Counted in `Conn::out_full`, so such a client stops being read.
+    pub(super) fn queued(&self) -> usize {
+        self.wire_out.len()
     }
 
     pub(super) fn flush(&mut self, wire: &mut impl Wire) -> io::Result<()> {
