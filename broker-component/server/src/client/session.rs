@@ -159,7 +159,7 @@ pub(super) struct Shared {
     pub(super) version: ProtocolVersion,
     pub(super) stream: TcpStream,
     /// TLS over `stream` (client/tls.rs).
-    pub(super) tls: Option<Mutex<rustls::ClientConnection>>,
+    pub(super) tls: Option<Mutex<super::tls::Session>>,
     timeout: Duration,
     /// Serialises whole packets on the socket; holds the time of the last write.
     pub(super) writer: Mutex<Instant>,

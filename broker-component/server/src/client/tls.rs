@@ -158,13 +158,22 @@ fn pem_error(option: &str, path: &Path, e: rustls::pki_types::pem::Error) -> Str
     }
 }
 
+/// One connection's TLS state, shared by the reader thread and the writers.
+pub(super) struct Session {
+    conn: ClientConnection,
+    /// Ciphertext read from the socket that rustls has not taken yet: it takes a record's worth
+    /// at a time and only while its plaintext buffer has room, so what one socket read brings
+    /// is fed to it between the caller's reads of plaintext.
+    pending: Vec<u8>,
+}
+
 /// Runs the handshake on the connected socket (bounded by its timeouts).
 pub(super) fn handshake(
     config: &Arc<ClientConfig>,
     host: &str,
     stream: &TcpStream,
     timeout: Duration,
-) -> Result<Mutex<ClientConnection>, String> {
+) -> Result<Mutex<Session>, String> {
     let name = ServerName::try_from(host.to_string())
         .map_err(|_| format!("TLS: {host:?} is not a host name or address"))?;
     let mut conn = ClientConnection::new(config.clone(), name).map_err(|e| format!("TLS: {e}"))?;
@@ -174,16 +183,20 @@ pub(super) fn handshake(
         conn.complete_io(&mut io)
             .map_err(|e| format!("TLS handshake failed: {}", io_text(&e)))?;
     }
-    Ok(Mutex::new(conn))
+    Ok(Mutex::new(Session {
+        conn,
+        pending: Vec::new(),
+    }))
 }
 
 /// Encrypts `buf` and writes the records (blocking, with the socket's write timeout).
 pub(super) fn write_all(
-    conn: &Mutex<ClientConnection>,
+    session: &Mutex<Session>,
     stream: &TcpStream,
     buf: &[u8],
 ) -> io::Result<()> {
-    let mut conn = lock(conn);
+    let mut session = lock(session);
+    let conn = &mut session.conn;
     conn.writer().write_all(buf)?;
     let mut io = stream;
     while conn.wants_write() {
@@ -192,11 +205,11 @@ pub(super) fn write_all(
     Ok(())
 }
 
-/// Plaintext into `chunk`: what was decrypted already, else one read of the socket `rd`
-/// (whose read timeout applies: `WouldBlock`/`TimedOut` as for a plain socket). `Ok(0)` at the
-/// end of the stream.
+/// Plaintext into `chunk`: what was decrypted already, else the ciphertext kept from the last
+/// socket read, else one read of the socket `rd` (whose read timeout applies:
+/// `WouldBlock`/`TimedOut` as for a plain socket). `Ok(0)` at the end of the stream.
 pub(super) fn read(
-    conn: &Mutex<ClientConnection>,
+    session: &Mutex<Session>,
     stream: &TcpStream,
     rd: &mut TcpStream,
     chunk: &mut [u8],
@@ -204,12 +217,33 @@ pub(super) fn read(
     let mut raw = [0u8; 16 * 1024];
     loop {
         {
-            let mut c = lock(conn);
-            match c.reader().read(chunk) {
+            let mut guard = lock(session);
+            let s = &mut *guard;
+            match s.conn.reader().read(chunk) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(0),
                 Err(e) => return Err(e),
+            }
+            if !s.pending.is_empty() {
+                let mut input = s.pending.as_slice();
+                let took = s.conn.read_tls(&mut input)?;
+                if took == 0 {
+                    return Err(io::Error::new(
+                        ErrorKind::InvalidData,
+                        "TLS: input not taken",
+                    ));
+                }
+                s.pending.drain(..took);
+                s.conn
+                    .process_new_packets()
+                    .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+                // Key updates, alerts.
+                let mut io = stream;
+                while s.conn.wants_write() {
+                    s.conn.write_tls(&mut io)?;
+                }
+                continue;
             }
         }
         // Not under the lock: writers go on while this waits.
@@ -217,17 +251,8 @@ pub(super) fn read(
         if n == 0 {
             return Ok(0);
         }
-        let mut c = lock(conn);
-        let mut input = raw.get(..n).unwrap_or_default();
-        while !input.is_empty() {
-            c.read_tls(&mut input)?;
-            c.process_new_packets()
-                .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
-        }
-        // Key updates, alerts.
-        let mut io = stream;
-        while c.wants_write() {
-            c.write_tls(&mut io)?;
-        }
+        lock(session)
+            .pending
+            .extend_from_slice(raw.get(..n).unwrap_or_default());
     }
 }
