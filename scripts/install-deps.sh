@@ -2,7 +2,8 @@
 # Install what MusQraTT needs on a fresh Debian 12 machine (run as root).
 #
 #   scripts/install-deps.sh run    # toolchain check + DPDK/lwIP dev packages (enough for `make serve`)
-#   scripts/install-deps.sh test   # + mosquitto, mosquitto-clients, tmux, python venv with paho-mqtt 2.x + pytest
+#   scripts/install-deps.sh test   # + mosquitto, mosquitto-clients, tmux, python venv with paho-mqtt 2.x + pytest,
+#                                  #   node + npm with mqtt.js (tests/ws)
 #
 # Idempotent: when everything is present it only checks and returns quickly.
 set -euo pipefail
@@ -97,6 +98,17 @@ PY
     fi
 }
 
+# --- mqtt.js for the WebSocket tests (tests/paho/test_websocket.py) --------------
+# Debian's node and npm; the package and its lockfile are in broker-component/server/tests/ws.
+node_env() {
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    local dir="$ROOT/broker-component/server/tests/ws"
+    if [ ! -d "$dir/node_modules/mqtt" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+        log "installing mqtt.js into $dir/node_modules"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    fi
+}
+
 # The user-level network path (`[network] stack = "lwip-dpdk"`, built into every release
 # binary): DPDK and lwIP from Debian, libclang for bindgen; iproute2/ethtool for the
 # namespace topologies of runscripts/ and the tests (docs/deploy-dpdk.md).
@@ -117,9 +129,11 @@ case "$MODE" in
     test)
         apt_install "${NET_PKGS[@]}"
         apt_install "${APPLIANCE_PKGS[@]}"
-        apt_install mosquitto mosquitto-clients tmux ca-certificates
+        # openssl: the wss tests (tests/paho/test_websocket.py) make their certificates with it.
+        apt_install mosquitto mosquitto-clients tmux ca-certificates openssl
         stop_system_mosquitto
         python_env
+        node_env
         ;;
     *) die "usage: $0 [run|test]" ;;
 esac

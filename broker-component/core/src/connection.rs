@@ -98,6 +98,18 @@ pub(crate) struct TopicAliases {
     pub(crate) outbound: OutboundAliases,
 }
 
+/// What a TLS listener with `use_identity_as_username` learned from the client's certificate
+/// (docs/security.md "TLS"), given to the connection before its CONNECT is handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// The certificate's subject CN: it is the user name, and the CONNECT's user name and
+    /// password are not checked.
+    CommonName(String),
+    /// No certificate, or one without a CN: refused as a bad user name or password
+    /// (as Mosquitto does).
+    Missing,
+}
+
 pub struct Connection {
     pub(crate) conn_ref: ConnRef,
     pub(crate) state: State,
@@ -131,6 +143,9 @@ pub struct Connection {
     /// Packet Size and was dropped: logged once per connection, not per
     /// message (a flood of such messages must not flood the log too).
     pub(crate) drop_logged: bool,
+    /// Set by the transport when the listener names clients by their certificate; taken by
+    /// CONNECT. Boxed: 8 bytes in connections that have none.
+    pub(crate) identity: Option<Box<Identity>>,
 }
 
 /// The first byte of a CONNECT (type 1, flags 0, §3.1.1): the only one a new
@@ -158,7 +173,14 @@ impl Connection {
             aliases: None,
             partial_since: 0,
             drop_logged: false,
+            identity: None,
         }
+    }
+
+    /// The identity the client's TLS certificate gives (`use_identity_as_username`): the
+    /// CONNECT that follows is authenticated by it instead of its user name and password.
+    pub fn set_identity(&mut self, identity: Identity) {
+        self.identity = Some(Box::new(identity));
     }
 
     pub fn conn_ref(&self) -> ConnRef {

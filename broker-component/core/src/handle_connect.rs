@@ -10,7 +10,7 @@ use musqratt_codec::{
 
 use crate::auth::Verdict;
 use crate::broker::Broker;
-use crate::connection::{Connection, Output, State};
+use crate::connection::{Connection, Identity, Output, State};
 use crate::session::{Session, SessionCell};
 
 /// MQTT 3.1 §3.1: "between 1 and 23 characters".
@@ -20,7 +20,7 @@ impl Connection {
     pub(crate) fn handle_connect(
         &mut self,
         broker: &Broker,
-        c: Connect,
+        mut c: Connect,
         now: Instant,
         out: &mut Output,
     ) {
@@ -34,12 +34,25 @@ impl Connection {
             return self.refuse(broker, ReasonCode::BAD_AUTHENTICATION_METHOD, now, out);
         }
 
-        // Once per CONNECT, on this worker: a PBKDF2 of at most auth::MAX_ITERATIONS.
-        let verdict = broker.auth.check(
-            broker.config.allow_anonymous,
-            c.username.as_deref(),
-            c.password.as_deref(),
-        );
+        let verdict = match self.identity.take().map(|b| *b) {
+            // A TLS listener with use_identity_as_username: the certificate's CN is the user
+            // name from here on (what later checks see), the CONNECT's are ignored.
+            Some(Identity::CommonName(name)) => {
+                c.username = Some(name);
+                c.password = None;
+                Verdict::Allowed
+            }
+            Some(Identity::Missing) => {
+                tracing::warn!(client = %c.client_id, "connection refused: no client certificate with a subject CN (listener.tls.use_identity_as_username)");
+                return self.refuse(broker, ReasonCode::BAD_USER_NAME_OR_PASSWORD, now, out);
+            }
+            // Once per CONNECT, on this worker: a PBKDF2 of at most auth::MAX_ITERATIONS.
+            None => broker.auth.check(
+                broker.config.allow_anonymous,
+                c.username.as_deref(),
+                c.password.as_deref(),
+            ),
+        };
         // The user name is the client's: logged quoted (Debug), so it cannot forge a log line.
         // The password is never logged.
         match verdict {

@@ -64,4 +64,4 @@ mod will;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;
-pub use connection::{ConnRef, Connection, Output};
+pub use connection::{ConnRef, Connection, Identity, Output};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use musqratt_codec::{decode, encode, Packet, ProtocolVersion, ReasonCode};
-use musqratt_core::{Broker, BrokerConfig, ConnRef, Connection, Output};
+use musqratt_core::{Broker, BrokerConfig, ConnRef, Connection, Identity, Output};
 
 fn new_conn(now: Instant) -> Connection {
     Connection::new(
@@ -137,4 +137,52 @@ fn a_completed_packet_clears_the_packet_deadline() {
     assert_eq!(c.handle_bytes(&broker, &[0xC0, 0x00], start, &mut out), 2);
     assert_eq!(c.poll_timeout(&broker), None);
     assert!(!c.is_closed());
+}
+
+/// The CONNACK's reason code a connection answered with.
+fn connack_code(out: &Output, version: ProtocolVersion) -> ReasonCode {
+    match decode(&out.transmit, version, u32::MAX) {
+        Ok(Some((Packet::ConnAck(a), _))) => a.reason_code,
+        other => panic!("expected a CONNACK, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_certificate_identity_replaces_the_connect_credentials() {
+    let now = Instant::now();
+    // No password file and anonymous clients refused: nothing but a certificate lets one in.
+    let config = BrokerConfig {
+        allow_anonymous: false,
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::new(config, now);
+    for version in [ProtocolVersion::V311, ProtocolVersion::V5] {
+        let mut connect = common::connect(version, "c");
+        connect.username = Some("someone".into());
+        connect.password = Some(bytes::Bytes::from_static(b"wrong"));
+        let mut wire = BytesMut::new();
+        encode(&Packet::Connect(connect), version, &mut wire).unwrap();
+        let answer = |identity: Option<Identity>| {
+            let mut c = new_conn(now);
+            if let Some(id) = identity {
+                c.set_identity(id);
+            }
+            let mut out = Output::new();
+            c.handle_bytes(&broker, &wire, now, &mut out);
+            connack_code(&out, version)
+        };
+        let cn = answer(Some(Identity::CommonName("sensor-1".into())));
+        assert!(!cn.is_error(), "{version:?}: {cn:?}");
+        let missing = answer(Some(Identity::Missing));
+        let none = answer(None);
+        if version == ProtocolVersion::V5 {
+            assert_eq!(missing, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+            assert_eq!(none, ReasonCode::NOT_AUTHORIZED);
+        } else {
+            assert!(
+                missing.is_error() && none.is_error(),
+                "{missing:?} {none:?}"
+            );
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use musqratt_codec::ProtocolVersion;
 
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, Listener, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// Address to listen on (repeatable); replaces the file's listeners.
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Vec<SocketAddr>,
+    /// Address to listen on for MQTT over WebSocket (repeatable); with --listen, replaces the
+    /// file's listeners.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen_ws: Vec<SocketAddr>,
     /// Directory of the durable store.
     #[arg(long, value_name = "DIR", conflicts_with = "in_memory")]
     pub data_dir: Option<PathBuf>,
@@ -98,8 +102,18 @@ impl ServeArgs {
             Some(path) => Settings::load(path)?,
             None => Settings::default(),
         };
-        if !self.listen.is_empty() {
-            s.listeners = self.listen.clone();
+        if !self.listen.is_empty() || !self.listen_ws.is_empty() {
+            let ws = self.listen_ws.iter().map(|&bind| Listener {
+                websocket: true,
+                ..Listener::plain(bind)
+            });
+            s.listeners = self
+                .listen
+                .iter()
+                .copied()
+                .map(Listener::plain)
+                .chain(ws)
+                .collect();
         }
         if let Some(dir) = &self.data_dir {
             s.storage_dir = dir.clone();
@@ -166,6 +180,30 @@ pub struct BrokerArgs {
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
+    /// TLS: trust these CA certificates (PEM) and connect with TLS.
+    #[arg(long = "cafile", value_name = "FILE")]
+    pub cafile: Option<PathBuf>,
+    /// TLS: this client certificate (PEM), for a broker that asks for one (with --key).
+    #[arg(long = "cert", value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// TLS: the client certificate's private key (PEM).
+    #[arg(long = "key", value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// TLS: do not check that the broker's certificate names the host (its chain is still
+    /// checked against --cafile), as mosquitto's --insecure.
+    #[arg(long = "insecure")]
+    pub insecure: bool,
+}
+
+impl BrokerArgs {
+    pub fn tls_files(&self) -> crate::client::tls::TlsFiles {
+        crate::client::tls::TlsFiles {
+            cafile: self.cafile.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            insecure: self.insecure,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -201,9 +239,6 @@ pub struct ClientArgs {
     /// Debug: say on stderr when connected and subscribed.
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
-    /// Trusted CA certificates for TLS (TLS is not supported yet: rejected).
-    #[arg(long = "cafile", value_name = "FILE")]
-    pub cafile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -315,5 +350,27 @@ mod tests {
         assert!(s.verbose && s.persistent);
         assert_eq!(parse_version("5"), Ok(ProtocolVersion::V5));
         assert!(parse_version("mqttv31").is_err());
+    }
+
+    #[test]
+    fn listen_flags_replace_the_listeners() {
+        let cli = Cli::try_parse_from([
+            "musqratt",
+            "serve",
+            "--listen",
+            "127.0.0.1:1",
+            "--listen-ws",
+            "127.0.0.1:2",
+        ])
+        .unwrap();
+        let Command::Serve(s) = cli.command else {
+            panic!("not serve")
+        };
+        let listeners = s.settings().unwrap().listeners;
+        let got: Vec<(u16, bool)> = listeners
+            .iter()
+            .map(|l| (l.bind.port(), l.websocket))
+            .collect();
+        assert_eq!(got, [(1, false), (2, true)]);
     }
 }

@@ -19,13 +19,17 @@ use toml_edit::{Item, Key, TableLike, Value};
 use crate::sched::Scheduling;
 
 mod auth;
+mod listener;
 mod network;
+mod tls;
+pub use listener::Listener;
 pub use network::{LwipDpdk, NetworkStack};
+pub use tls::TlsSettings;
 
 /// Everything `serve` needs, after defaults, the file and the flags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    pub listeners: Vec<SocketAddr>,
+    pub listeners: Vec<Listener>,
     pub storage_dir: PathBuf,
     pub in_memory: bool,
     /// `[storage] fsync` (docs/storage.md "What each fsync mode risks").
@@ -52,7 +56,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            listeners: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            listeners: vec![Listener::plain(SocketAddr::from(([127, 0, 0, 1], 1883)))],
             storage_dir: PathBuf::from("musqratt-data"),
             in_memory: false,
             fsync: musqratt_store::Fsync::Always,
@@ -68,14 +72,19 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Reads `path` over the defaults. A relative `password_file` is resolved against the
-    /// directory of `path`.
+    /// Reads `path` over the defaults. A relative `password_file` or TLS file is resolved
+    /// against the directory of `path`.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let src = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
         let mut s = Settings::parse(&path.display().to_string(), &src)?;
-        if let (Some(file), Some(dir)) = (&mut s.password_file, path.parent()) {
-            *file = dir.join(&*file);
+        if let Some(dir) = path.parent() {
+            if let Some(file) = &mut s.password_file {
+                *file = dir.join(&*file);
+            }
+            for tls in s.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
+                tls.resolve(dir);
+            }
         }
         Ok(s)
     }
@@ -91,11 +100,12 @@ impl Settings {
         })?;
         let cx = Cx { file, src };
         let mut s = Settings::default();
+        let mut anonymous_error = None;
         for (key, item) in entries(doc.as_table()) {
             match key.get() {
                 "listener" => s.listeners = cx.listeners(key, item)?,
                 "storage" => cx.storage(key, item, &mut s)?,
-                "auth" => cx.auth(key, item, &mut s)?,
+                "auth" => anonymous_error = cx.auth(key, item, &mut s)?,
                 "network" => s.network = cx.network(key, item)?,
                 "hold" => cx.hold(key, item, &mut s)?,
                 "session" => cx.session(key, item, &mut s)?,
@@ -105,7 +115,16 @@ impl Settings {
                 other => return Err(cx.unknown(key, other, TOP_LEVEL)),
             }
         }
-        Ok(s)
+        // Refusing anonymous clients needs something that names them: a password file, or
+        // a listener taking the user name from the client certificate.
+        let identities = s
+            .listeners
+            .iter()
+            .any(|l| l.tls.as_ref().is_some_and(|t| t.use_identity_as_username));
+        match anonymous_error {
+            Some(e) if !identities => Err(e),
+            _ => Ok(s),
+        }
     }
 }
 
@@ -244,101 +263,6 @@ impl Cx<'_> {
                 format_args!("expected a string, found {}", shown(item)),
             )
         })
-    }
-
-    fn listeners(&self, key: &Key, item: &Item) -> Result<Vec<SocketAddr>, ConfigError> {
-        // `[[listener]]` tables, or `listener = [{ bind = ... }]`.
-        let tables: Vec<&dyn TableLike> = if let Some(a) = item.as_array_of_tables() {
-            a.iter().map(|t| t as &dyn TableLike).collect()
-        } else if let Some(a) = item.as_array() {
-            let mut v = Vec::new();
-            for t in a.iter() {
-                match t.as_inline_table() {
-                    Some(t) => v.push(t as &dyn TableLike),
-                    None => {
-                        return Err(self.at(
-                            key,
-                            item,
-                            "listener",
-                            "expected an array of tables ([[listener]])",
-                        ))
-                    }
-                }
-            }
-            v
-        } else {
-            return Err(self.at(
-                key,
-                item,
-                "listener",
-                format_args!(
-                    "expected an array of tables ([[listener]]), found {}",
-                    shown(item)
-                ),
-            ));
-        };
-        let mut out = Vec::new();
-        for t in tables {
-            let mut bind = None;
-            for (k, v) in entries(t) {
-                match k.get() {
-                    "bind" => {
-                        let s = self.string(k, v, "listener.bind")?;
-                        bind = Some(s.parse::<SocketAddr>().map_err(|_| {
-                            self.at(
-                                k,
-                                v,
-                                "listener.bind",
-                                format_args!("expected an address ADDR:PORT, found {}", shown(v)),
-                            )
-                        })?);
-                    }
-                    "protocol" => match self.string(k, v, "listener.protocol")? {
-                        "mqtt" => {}
-                        "websocket" => {
-                            return Err(self.not_supported(
-                                k,
-                                "listener.protocol",
-                                "protocol \"websocket\"",
-                            ))
-                        }
-                        _ => {
-                            return Err(self.at(
-                                k,
-                                v,
-                                "listener.protocol",
-                                format_args!(
-                                    "expected \"mqtt\" or \"websocket\", found {}",
-                                    shown(v)
-                                ),
-                            ))
-                        }
-                    },
-                    "tls" => return Err(self.not_supported(k, "listener.tls", "TLS")),
-                    other => {
-                        return Err(self.unknown(
-                            k,
-                            &format!("listener.{other}"),
-                            &["bind", "protocol", "tls"],
-                        ))
-                    }
-                }
-            }
-            // The table's own span is its header line.
-            let span = t
-                .iter()
-                .next()
-                .and_then(|(k, _)| t.get_key_value(k))
-                .and_then(|(k, _)| k.span());
-            out.push(bind.ok_or_else(|| {
-                self.err(
-                    span.or(key.span()),
-                    "listener.bind",
-                    "missing (every [[listener]] needs a bind address)",
-                )
-            })?);
-        }
-        Ok(out)
     }
 
     fn storage(&self, key: &Key, item: &Item, s: &mut Settings) -> Result<(), ConfigError> {

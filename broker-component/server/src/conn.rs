@@ -5,19 +5,20 @@
 //! `None`): reads go through the worker's shared read buffer, and bytes are
 //! copied out of it only when a packet is split across reads. Writes go
 //! straight from the worker's `Output` to the socket; only what the socket
-//! refuses is copied into `pending_out`. See docs/architecture.md.
+//! refuses is copied into `pending_out`. See docs/architecture.md. The socket is
+//! behind a [`Transport`] (plain TCP, or layers such as TLS over it).
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
-use mio::net::TcpStream;
 
 use musqratt_core::message::Message;
 use musqratt_core::{Broker, Connection};
+
+use crate::transport::Transport;
 
 /// Bound on `pending_out` before the connection's input is no longer read.
 const MAX_PENDING_OUT: usize = 256 * 1024;
@@ -28,7 +29,7 @@ const MAX_PENDING_OUT: usize = 256 * 1024;
 const MAX_HELD_EVENTS: usize = 8;
 
 pub struct Conn {
-    pub stream: TcpStream,
+    pub transport: Transport,
     pub core: Connection,
     /// The start of a packet not complete yet (bytes the core did not consume).
     /// Boxed: 8 B in every idle connection instead of 24 (they are rarely set).
@@ -126,9 +127,9 @@ pub enum ReadOutcome {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, core: Connection) -> Conn {
+    pub fn new(transport: Transport, core: Connection) -> Conn {
         Conn {
-            stream,
+            transport,
             core,
             pending_in: None,
             pending_out: None,
@@ -148,24 +149,28 @@ impl Conn {
         now: Instant,
         out: &mut musqratt_core::Output,
     ) -> ReadOutcome {
-        loop {
-            return match self.stream.read(buf) {
-                Ok(0) => ReadOutcome::Closed,
-                Ok(n) => {
-                    self.feed(broker, &buf[..n], now, out);
-                    if n < buf.len() {
-                        ReadOutcome::Short
-                    } else {
-                        ReadOutcome::Data
-                    }
+        match self.transport.read(buf) {
+            Ok(0) => ReadOutcome::Closed,
+            Ok(n) => {
+                if let Some(identity) = self.transport.take_identity() {
+                    // The handshake is done and no MQTT byte was handled yet.
+                    self.core.set_identity(identity);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Drained,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::debug!("read error: {e}");
-                    ReadOutcome::Closed
+                let data = buf.get(..n).unwrap_or(&[]);
+                self.feed(broker, data, now, out);
+                if n < buf.len() && self.transport.short_read_is_empty() {
+                    ReadOutcome::Short
+                } else {
+                    ReadOutcome::Data
                 }
-            };
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Drained,
+            // A layer took bytes of its own (transport/mod.rs): a round without MQTT bytes.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Data,
+            Err(e) => {
+                tracing::debug!("read error: {e}");
+                ReadOutcome::Closed
+            }
         }
     }
 
@@ -218,7 +223,7 @@ impl Conn {
                 return Ok(());
             }
         }
-        let written = write_some(&mut self.stream, transmit);
+        let written = self.transport.write(transmit);
         let result = match written {
             Ok(n) if n < transmit.len() => {
                 let out = self.pending_out.get_or_insert_with(Default::default);
@@ -236,7 +241,7 @@ impl Conn {
     /// and its output has drained); from now on its input is only discarded.
     pub fn half_close(&mut self) -> io::Result<()> {
         self.draining = true;
-        self.stream.shutdown(Shutdown::Write)
+        self.transport.shutdown_write()
     }
 
     /// Reads and discards the client's input (see `draining`) until the socket
@@ -244,21 +249,22 @@ impl Conn {
     pub fn drain_input(&mut self, buf: &mut [u8], budget: usize) -> Drain {
         let mut n = 0;
         while n < budget {
-            match self.stream.read(buf) {
+            match self.transport.discard(buf) {
                 Ok(0) => return Drain::Done,
                 Ok(k) => n += k,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drain::Pending(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Drain::Done,
             }
         }
         Drain::Pending(n)
     }
 
-    /// Writes pending bytes after WRITABLE; frees the buffer once empty.
+    /// Writes pending bytes after WRITABLE (the transport's own first); frees
+    /// the buffer once empty.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.transport.flush()?;
         if let Some(out) = &mut self.pending_out {
-            let n = write_some(&mut self.stream, &out.bytes)?;
+            let n = self.transport.write(&out.bytes)?;
             out.bytes.advance(n);
             self.free_out();
         }
@@ -278,17 +284,20 @@ impl Conn {
 
     /// Unsent bytes (waiting for the socket or for the store), or events held for the store,
     /// beyond which reading pauses (backpressure on the sender).
+    /// A layer's own backlog counts too: a WebSocket client that sends pings and reads nothing
+    /// is not read either once its pongs fill the bound.
     pub fn out_full(&self) -> bool {
-        self.pending_out.as_ref().is_some_and(|o| {
-            o.held.len() >= MAX_HELD_EVENTS
-                || o.bytes.len() + o.held.iter().map(|h| h.bytes.len()).sum::<usize>()
-                    >= MAX_PENDING_OUT
-        })
+        self.transport.queued_out() >= MAX_PENDING_OUT
+            || self.pending_out.as_ref().is_some_and(|o| {
+                o.held.len() >= MAX_HELD_EVENTS
+                    || o.bytes.len() + o.held.iter().map(|h| h.bytes.len()).sum::<usize>()
+                        >= MAX_PENDING_OUT
+            })
     }
 
-    /// No bytes waiting for the socket or the store.
+    /// No bytes waiting for the socket (here or inside the transport) or the store.
     pub fn out_idle(&self) -> bool {
-        self.pending_out.is_none()
+        self.pending_out.is_none() && !self.transport.wants_write()
     }
 
     /// Gives up on unsent bytes (the socket failed).
@@ -340,33 +349,19 @@ impl Conn {
     }
 }
 
-/// Writes as much as the socket takes; `Ok(n)` short of `buf.len()` means it
-/// would block (WRITABLE will tell when to go on).
-fn write_some(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match stream.write(&buf[done..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
-
 #[cfg(test)]
 mod tests {
     /// The slab holds one `Conn` per connection: what the transport adds to
-    /// the core's `Connection` (socket, two boxed buffers, flags) stays small.
+    /// the core's `Connection` (socket, the box of its layers, two boxed
+    /// buffers, flags) stays small.
     #[test]
     fn conn_stays_small() {
         let core = std::mem::size_of::<musqratt_core::Connection>();
         let size = std::mem::size_of::<super::Conn>();
-        // mio's TcpStream carries a selector id in debug builds (+8 B, +padding).
+        // mio's TcpStream carries a selector id in debug builds (+8 B, +padding); the
+        // transport's layer pointer is 8 B (transport/mod.rs).
         assert!(
-            size - core <= 40,
+            size - core <= 48,
             "Conn is {size} B, of which Connection {core} B"
         );
     }

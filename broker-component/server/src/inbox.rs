@@ -6,16 +6,18 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use mio::net::TcpStream;
 use mio::Waker;
 use musqratt_core::{Broker, ConnRef};
 
 use crate::sched::Scheduling;
+use crate::transport::Transport;
 use crate::worker::Worker;
 
 /// A message to a worker.
 pub enum Msg {
-    Accept(TcpStream),
+    /// A new connection. Boxed: a transport with layers (TLS) is larger than the other
+    /// messages, and accepts are rare next to wakes.
+    Accept(Box<Transport>),
     Wake(ConnRef),
     Kick(ConnRef),
     /// Flow control: a publisher paused by a congested subscriber may read again.

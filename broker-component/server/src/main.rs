@@ -12,6 +12,9 @@ mod passwd;
 mod password_file;
 mod sched;
 mod server;
+mod tls_config;
+mod transport;
+mod websocket;
 mod worker;
 
 use std::io::IsTerminal;
@@ -66,9 +69,13 @@ fn main() -> ExitCode {
                 }
             }
         }
-        cli::Command::Shell(a) => {
-            client::repl::run(&a.broker.host, a.broker.port, a.broker.version)
-        }
+        cli::Command::Shell(a) => match a.broker.tls_files().config() {
+            Ok(tls) => client::repl::run(&a.broker.host, a.broker.port, a.broker.version, tls),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         cli::Command::Pub(a) => client::pubsub::publish(&a),
         cli::Command::Sub(a) => client::pubsub::subscribe(&a),
         cli::Command::Passwd(a) => passwd::run(&a),

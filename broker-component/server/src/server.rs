@@ -18,6 +18,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::Settings;
 use crate::inbox::{notify_durable, Inbox, Msg, Shared};
+use crate::tls_config::TlsListener;
+use crate::transport::Transport;
 use crate::worker::{Worker, WAKER};
 
 const SIGNALS: Token = Token(usize::MAX);
@@ -30,6 +32,11 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
         Some(path) => Some(crate::password_file::load_at_start(path)?),
         None => None,
     };
+    // TLS files too: a missing or bad certificate stops the start, naming the key and file.
+    let mut tls: Vec<Option<TlsListener>> = Vec::new();
+    for l in &settings.listeners {
+        tls.push(l.tls.as_ref().map(crate::tls_config::load).transpose()?);
+    }
     // The store first: a second broker on the same directory stops here, before it binds.
     let shared_cell: Arc<OnceLock<Arc<Shared>>> = Arc::new(OnceLock::new());
     let store = open_store(settings, &shared_cell)?;
@@ -37,14 +44,14 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
     let net = crate::netstack::start(settings)?;
     let mut poll = Poll::new().map_err(|e| format!("cannot create poll: {e}"))?;
     let mut listeners = Vec::new();
-    for (i, addr) in settings.listeners.iter().enumerate() {
-        let mut l = bind(*addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    for (i, addr) in settings.listeners.iter().map(|l| l.bind).enumerate() {
+        let mut l = bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         poll.registry()
             .register(&mut l, Token(i), Interest::READABLE)
             .map_err(|e| format!("cannot register listener {addr}: {e}"))?;
         listeners.push(l);
     }
-    // SIGHUP reloads the password file; SIGINT and SIGTERM stop the broker.
+    // SIGHUP reloads the password file and TLS files; SIGINT and SIGTERM stop the broker.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     poll.registry()
@@ -109,9 +116,15 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         threads.push(t);
     }
-    for l in &listeners {
+    for ((l, tls), listener) in listeners.iter().zip(&tls).zip(&settings.listeners) {
         let addr = l.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!("listening on mqtt://{addr}");
+        let scheme = match (tls.is_some(), listener.websocket) {
+            (false, false) => "mqtt",
+            (true, false) => "mqtts",
+            (false, true) => "ws",
+            (true, true) => "wss",
+        };
+        tracing::info!("listening on {scheme}://{addr}");
     }
 
     let mut acceptor = Acceptor {
@@ -119,6 +132,8 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
         max_connections: settings.max_connections,
         next: 0,
         batches: (0..workers).map(|_| Vec::new()).collect(),
+        tls,
+        websocket: settings.listeners.iter().map(|l| l.websocket).collect(),
     };
     let mut events = Events::with_capacity(64);
     'outer: loop {
@@ -136,13 +151,14 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
                             Some(path) => crate::password_file::reload(&shared.broker, path),
                             None => tracing::info!("SIGHUP: no password file to reload"),
                         }
+                        acceptor.reload_tls(settings);
                         continue;
                     }
                     tracing::info!(signal = sig, "shutting down");
                     break 'outer;
                 }
             } else if let Some(l) = listeners.get(ev.token().0) {
-                acceptor.accept_all(l);
+                acceptor.accept_all(l, ev.token().0);
             }
         }
     }
@@ -227,11 +243,26 @@ struct Acceptor<'a> {
     next: usize,
     /// Per worker: sockets accepted in this round, handed over with one wakeup.
     batches: Vec<Vec<Msg>>,
+    /// Per listener: its TLS configuration (`None`: plain TCP). Only this thread reads it
+    /// (each accepted socket's session starts from it) and SIGHUP replaces it on this thread:
+    /// no lock, and connections already accepted keep the configuration they started with.
+    tls: Vec<Option<TlsListener>>,
+    /// Per listener: its connections speak MQTT over WebSocket (over TLS too when it has TLS).
+    websocket: Vec<bool>,
 }
 
 impl Acceptor<'_> {
+    /// SIGHUP: every TLS listener rereads its files; one that fails keeps what it had.
+    fn reload_tls(&mut self, settings: &Settings) {
+        for (l, current) in settings.listeners.iter().zip(&mut self.tls) {
+            if let (Some(files), Some(current)) = (&l.tls, current) {
+                crate::tls_config::reload(files, current, l.bind);
+            }
+        }
+    }
+
     /// Accepts until the backlog is empty (the listener is edge-triggered).
-    fn accept_all(&mut self, listener: &TcpListener) {
+    fn accept_all(&mut self, listener: &TcpListener, index: usize) {
         loop {
             match listener.accept() {
                 Ok((stream, peer)) => {
@@ -244,7 +275,25 @@ impl Acceptor<'_> {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!("cannot set TCP_NODELAY: {e}");
                     }
-                    self.batches[self.next].push(Msg::Accept(stream));
+                    let transport = match self.tls.get(index) {
+                        Some(Some(tls)) => match Transport::tls(stream, tls) {
+                            Ok(t) => t,
+                            Err(e) => {
+                                tracing::warn!(%peer, "connection refused: cannot start TLS: {e}");
+                                self.shared.live.fetch_sub(1, Ordering::Relaxed);
+                                continue;
+                            }
+                        },
+                        _ => Transport::plain(stream),
+                    };
+                    let transport = if self.websocket.get(index) == Some(&true) {
+                        // A frame bigger than the largest packet is refused before its payload.
+                        let max = u64::from(self.shared.broker.config.max_packet_size);
+                        transport.with_websocket(max)
+                    } else {
+                        transport
+                    };
+                    self.batches[self.next].push(Msg::Accept(Box::new(transport)));
                     self.next = (self.next + 1) % self.batches.len();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -13,7 +13,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token};
 use musqratt_core::{Broker, ConnRef, Connection, Output};
 use slab::Slab;
@@ -21,6 +20,7 @@ use slab::Slab;
 use crate::conn::{Conn, Held, ReadOutcome};
 use crate::inbox::{Msg, Shared};
 use crate::sched::SchedControl;
+use crate::transport::Transport;
 
 mod closing;
 mod durable;
@@ -292,7 +292,7 @@ impl Worker {
 
     fn on_msg(&mut self, msg: Msg, now: Instant) {
         match msg {
-            Msg::Accept(stream) => self.accept(stream, now),
+            Msg::Accept(transport) => self.accept(*transport, now),
             Msg::Wake(r) => self.router.local.push_back((r, Event::Wake)),
             Msg::Kick(r) => self.router.local.push_back((r, Event::Kick)),
             Msg::Resume(r) => self.router.local.push_back((r, Event::Resume)),
@@ -301,7 +301,7 @@ impl Worker {
         }
     }
 
-    fn accept(&mut self, mut stream: TcpStream, now: Instant) {
+    fn accept(&mut self, mut transport: Transport, now: Instant) {
         if self.shutdown_deadline.is_some() {
             self.shared.live.fetch_sub(1, Ordering::Relaxed);
             return;
@@ -309,7 +309,7 @@ impl Worker {
         let entry = self.conns.vacant_entry();
         let slot = entry.key();
         let registered = self.registry.register(
-            &mut stream,
+            &mut transport,
             Token(slot),
             // Both at once, for good: edge-triggered WRITABLE costs nothing
             // while idle and saves a reregister syscall per blocked write.
@@ -326,7 +326,7 @@ impl Worker {
             slot: slot as u32,
             serial: self.next_serial,
         };
-        entry.insert(Conn::new(stream, Connection::new(conn_ref, now)));
+        entry.insert(Conn::new(transport, Connection::new(conn_ref, now)));
         self.due_at(now + self.broker.config.connect_timeout);
     }
 

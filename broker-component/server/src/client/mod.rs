@@ -14,6 +14,7 @@ mod reader;
 pub mod repl;
 pub mod session;
 pub mod shell;
+pub mod tls;
 
 use musqratt_codec::topic::TopicError;
 use musqratt_codec::Publish;

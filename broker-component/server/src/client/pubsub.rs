@@ -25,11 +25,6 @@ fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn options(b: &BrokerArgs, c: &ClientArgs, kind: &str) -> Result<Options, String> {
-    if c.cafile.is_some() {
-        return Err(
-            "TLS is not supported yet: --cafile cannot be used (connect without TLS)".into(),
-        );
-    }
     let id =
         c.id.clone()
             .unwrap_or_else(|| format!("musqratt-{kind}-{}", std::process::id()));
@@ -37,6 +32,7 @@ fn options(b: &BrokerArgs, c: &ClientArgs, kind: &str) -> Result<Options, String
     o.keep_alive = c.keep_alive;
     o.username = c.username.clone();
     o.password = c.password.clone().map(String::into_bytes);
+    o.tls = b.tls_files().config()?;
     Ok(o)
 }
 

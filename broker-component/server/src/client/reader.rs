@@ -3,7 +3,7 @@
 //! requests, hands messages to the sink and sends keep-alive pings.
 
 use std::collections::HashSet;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use super::session::{io_text, lock, ClientError, Event, Shared, Sink};
 
 /// Read until one packet is decoded; it must be CONNACK. Bytes after it stay in `buf`.
 pub(super) fn read_connack(
+    sh: &Shared,
     rd: &mut TcpStream,
     buf: &mut BytesMut,
     version: ProtocolVersion,
@@ -41,7 +42,7 @@ pub(super) fn read_connack(
             return Err(ClientError::Timeout("CONNACK".into()));
         }
         let _ = rd.set_read_timeout(Some(left));
-        match rd.read(&mut chunk) {
+        match sh.read(rd, &mut chunk) {
             Ok(0) => {
                 return Err(ClientError::Closed(
                     "connection closed by the broker before CONNACK".into(),
@@ -93,7 +94,7 @@ pub(super) fn read_loop(
                 }
             }
         }
-        match rd.read(&mut chunk) {
+        match sh.read(&mut rd, &mut chunk) {
             Ok(0) => return "connection closed by the broker".into(),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}

@@ -19,10 +19,13 @@ use rustyline::{Context, Editor, ExternalPrinter, Helper};
 use super::command::COMMANDS;
 use super::shell::{Outcome, Printer, Shell, Stream};
 
+type Tls = Arc<rustls::ClientConfig>;
+
 /// Run the shell on stdin: interactive on a terminal, scripted otherwise.
-pub fn run(host: &str, port: u16, version: ProtocolVersion) -> ExitCode {
+/// `tls`: `--cafile` and friends (client/tls.rs); `None`: plain TCP.
+pub fn run(host: &str, port: u16, version: ProtocolVersion, tls: Option<Tls>) -> ExitCode {
     if std::io::stdin().is_terminal() {
-        match interactive(host, port, version) {
+        match interactive(host, port, version, tls) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: terminal: {e}");
@@ -30,11 +33,11 @@ pub fn run(host: &str, port: u16, version: ProtocolVersion) -> ExitCode {
             }
         }
     } else {
-        scripted(host, port, version)
+        scripted(host, port, version, tls)
     }
 }
 
-fn scripted(host: &str, port: u16, version: ProtocolVersion) -> ExitCode {
+fn scripted(host: &str, port: u16, version: ProtocolVersion, tls: Option<Tls>) -> ExitCode {
     let printer: Printer = Arc::new(|stream, line| {
         // One write per line, flushed, so lines from several threads never mix.
         let line = format!("{line}\n");
@@ -49,7 +52,7 @@ fn scripted(host: &str, port: u16, version: ProtocolVersion) -> ExitCode {
             }
         };
     });
-    let mut shell = Shell::new(host, port, version, printer);
+    let mut shell = Shell::new(host, port, version, printer, tls);
     let mut failed = false;
     for line in std::io::stdin().lock().lines() {
         let line = match line {
@@ -130,7 +133,12 @@ fn history_file() -> Option<PathBuf> {
         .map(|h| PathBuf::from(h).join(".musqratt_history"))
 }
 
-fn interactive(host: &str, port: u16, version: ProtocolVersion) -> rustyline::Result<()> {
+fn interactive(
+    host: &str,
+    port: u16,
+    version: ProtocolVersion,
+    tls: Option<Tls>,
+) -> rustyline::Result<()> {
     let mut rl: Editor<ShellHelper, DefaultHistory> = Editor::new()?;
     let ids = Arc::new(Mutex::new(Vec::new()));
     rl.set_helper(Some(ShellHelper {
@@ -147,7 +155,7 @@ fn interactive(host: &str, port: u16, version: ProtocolVersion) -> rustyline::Re
         let mut p = printer.lock().unwrap_or_else(|e| e.into_inner());
         let _ = p.print(format!("{line}\n"));
     });
-    let mut shell = Shell::new(host, port, version, printer);
+    let mut shell = Shell::new(host, port, version, printer, tls);
     eprintln!(
         "musqratt shell: broker {host}:{port}, MQTT {}; `help` lists the commands",
         match version {

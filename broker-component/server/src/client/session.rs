@@ -35,6 +35,8 @@ pub struct Options {
     pub password: Option<Vec<u8>>,
     /// Bound on the TCP connect and on every wait for an acknowledgement.
     pub timeout: Duration,
+    /// TLS (`--cafile`): the client configuration; `None`: plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Options {
@@ -50,6 +52,7 @@ impl Options {
             username: None,
             password: None,
             timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -155,6 +158,8 @@ pub fn io_text(e: &std::io::Error) -> String {
 pub(super) struct Shared {
     pub(super) version: ProtocolVersion,
     pub(super) stream: TcpStream,
+    /// TLS over `stream` (client/tls.rs).
+    pub(super) tls: Option<Mutex<super::tls::Session>>,
     timeout: Duration,
     /// Serialises whole packets on the socket; holds the time of the last write.
     pub(super) writer: Mutex<Instant>,
@@ -184,11 +189,22 @@ impl Shared {
         encode(packet, self.version, &mut buf)
             .map_err(|e| ClientError::Protocol(format!("{} not sent: {e}", packet.name())))?;
         let mut last = lock(&self.writer);
-        (&self.stream)
-            .write_all(&buf)
-            .map_err(|e| ClientError::Closed(format!("connection lost: {}", io_text(&e))))?;
+        match &self.tls {
+            None => (&self.stream).write_all(&buf),
+            Some(tls) => super::tls::write_all(tls, &self.stream, &buf),
+        }
+        .map_err(|e| ClientError::Closed(format!("connection lost: {}", io_text(&e))))?;
         *last = Instant::now();
         Ok(())
+    }
+
+    /// Bytes from the broker (decrypted under TLS), read on the reader's clone `rd` of the
+    /// socket.
+    pub(super) fn read(&self, rd: &mut TcpStream, chunk: &mut [u8]) -> std::io::Result<usize> {
+        match &self.tls {
+            None => std::io::Read::read(rd, chunk),
+            Some(tls) => super::tls::read(tls, &self.stream, rd, chunk),
+        }
     }
 
     fn closed_error(&self) -> ClientError {
@@ -212,6 +228,17 @@ impl Client {
         let stream = open(&opts.host, opts.port, opts.timeout)?;
         let _ = stream.set_nodelay(true);
         let _ = stream.set_write_timeout(Some(opts.timeout));
+        let tls = match &opts.tls {
+            None => None,
+            Some(config) => Some(
+                super::tls::handshake(config, &opts.host, &stream, opts.timeout).map_err(
+                    |error| ClientError::Unreachable {
+                        addr: format!("{}:{}", opts.host, opts.port),
+                        error,
+                    },
+                )?,
+            ),
+        };
         let properties = Properties {
             session_expiry_interval: opts.session_expiry.filter(|_| opts.version.is_v5()),
             ..Properties::default()
@@ -229,6 +256,7 @@ impl Client {
         let shared = Arc::new(Shared {
             version: opts.version,
             stream,
+            tls,
             timeout: opts.timeout,
             writer: Mutex::new(Instant::now()),
             state: Mutex::new(State::default()),
@@ -245,7 +273,7 @@ impl Client {
             .try_clone()
             .map_err(|e| ClientError::Closed(io_text(&e)))?;
         let mut buf = BytesMut::new();
-        let connack = read_connack(&mut rd, &mut buf, opts.version, opts.timeout)?;
+        let connack = read_connack(&shared, &mut rd, &mut buf, opts.version, opts.timeout)?;
         if connack.reason_code.is_error() {
             let _ = shared.stream.shutdown(Shutdown::Both);
             return Err(ClientError::Refused {

@@ -49,11 +49,20 @@ pub struct Shell {
     /// Set by the reader threads when a connection breaks.
     async_failure: Arc<AtomicBool>,
     generated: u32,
+    /// `--cafile`: every connection uses TLS with this configuration.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Shell {
-    pub fn new(host: &str, port: u16, version: ProtocolVersion, printer: Printer) -> Shell {
+    pub fn new(
+        host: &str,
+        port: u16,
+        version: ProtocolVersion,
+        printer: Printer,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Shell {
         Shell {
+            tls,
             host: host.to_string(),
             port,
             version,
@@ -138,7 +147,9 @@ impl Shell {
     }
 
     fn options(&self, client_id: &str) -> Options {
-        Options::new(&self.host, self.port, self.version, client_id)
+        let mut o = Options::new(&self.host, self.port, self.version, client_id);
+        o.tls = self.tls.clone();
+        o
     }
 
     fn sink(&self, client_id: &str) -> Sink {

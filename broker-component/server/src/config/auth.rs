@@ -10,7 +10,14 @@ use super::{entries, ConfigError, Cx, Settings};
 const KEYS: &[&str] = &["allow_anonymous", "password_file", "acl_file"];
 
 impl Cx<'_> {
-    pub(super) fn auth(&self, key: &Key, item: &Item, s: &mut Settings) -> Result<(), ConfigError> {
+    /// Returns the error to report if no listener names clients by their certificate
+    /// (`Settings::parse` decides once every listener is read).
+    pub(super) fn auth(
+        &self,
+        key: &Key,
+        item: &Item,
+        s: &mut Settings,
+    ) -> Result<Option<ConfigError>, ConfigError> {
         let mut refuses_anonymous = None;
         for (k, v) in entries(self.table(key, item, "auth")?) {
             match k.get() {
@@ -36,15 +43,16 @@ impl Cx<'_> {
             }
         }
         if let (Some((k, v)), None) = (refuses_anonymous, &s.password_file) {
-            // Without a password file user names are not checked: any client naming one would
-            // get in, which is not what refusing anonymous clients means.
-            return Err(self.at(
+            // Without a password file nothing names a client (unless a TLS listener takes the
+            // name from the certificate): no one could get in.
+            return Ok(Some(self.at(
                 k,
                 v,
                 "auth.allow_anonymous",
-                "false needs auth.password_file (without it any user name would be accepted)",
-            ));
+                "false needs auth.password_file or a TLS listener with \
+                 use_identity_as_username (otherwise no client can get in)",
+            )));
         }
-        Ok(())
+        Ok(None)
     }
 }

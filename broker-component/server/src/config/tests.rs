@@ -24,6 +24,7 @@ protocol = "mqtt"
 
 [[listener]]
 bind = "[::1]:1885"
+protocol = "websocket"
 
 [storage]
 dir = "data"
@@ -61,7 +62,10 @@ scheduling = "batch"
     )
     .unwrap();
     assert_eq!(s.listeners.len(), 2);
-    assert_eq!(s.listeners[0].port(), 1884);
+    assert_eq!(s.listeners[0].bind.port(), 1884);
+    assert!(!s.listeners[0].websocket);
+    assert_eq!(s.listeners[1].bind.port(), 1885);
+    assert!(s.listeners[1].websocket);
     assert!(s.in_memory && !s.broker.hold_enabled);
     assert_eq!(s.broker.hold_max_messages_per_topic, 10);
     assert_eq!(s.broker.hold_max_total_bytes, 2 << 20);
@@ -138,25 +142,24 @@ fn listener_without_bind() {
 }
 
 #[test]
+fn unknown_listener_protocol_names_line_and_key() {
+    let e = err("[[listener]]\nbind = \"127.0.0.1:1\"\nprotocol = \"ws\"\n");
+    assert!(
+        e.starts_with(
+            "musqratt.toml:3: key 'listener.protocol': expected \"mqtt\" or \"websocket\""
+        ),
+        "{e}"
+    );
+}
+
+#[test]
 fn unsupported_settings_are_rejected() {
-    for (src, key, line) in [
-        (
-            "[[listener]]\nbind = \"127.0.0.1:1\"\nprotocol = \"websocket\"\n",
-            "listener.protocol",
-            3,
-        ),
-        (
-            "[[listener]]\nbind = \"127.0.0.1:1\"\ntls = { cert = \"a\", key = \"b\" }\n",
-            "listener.tls",
-            3,
-        ),
-        ("[auth]\nacl_file = \"acl\"\n", "auth.acl_file", 2),
-    ] {
-        let e = err(src);
-        let want = format!("musqratt.toml:{line}: key '{key}': ");
-        assert!(e.starts_with(&want), "{e}");
-        assert!(e.ends_with("not supported yet"), "{e}");
-    }
+    let e = err("[auth]\nacl_file = \"acl\"\n");
+    assert!(
+        e.starts_with("musqratt.toml:2: key 'auth.acl_file': "),
+        "{e}"
+    );
+    assert!(e.ends_with("not supported yet"), "{e}");
 }
 
 #[test]
@@ -384,8 +387,8 @@ fn auth_errors_name_line_and_key() {
     let e = err("[auth]\n\nallow_anonymous = false\n");
     assert_eq!(
         e,
-        "musqratt.toml:3: key 'auth.allow_anonymous': false needs auth.password_file \
-         (without it any user name would be accepted)"
+        "musqratt.toml:3: key 'auth.allow_anonymous': false needs auth.password_file or a TLS \
+         listener with use_identity_as_username (otherwise no client can get in)"
     );
     let e = err("[auth]\npassword_file = 3\n");
     assert_eq!(
@@ -416,4 +419,86 @@ fn relative_password_file_is_taken_from_the_config_directory() {
     let s = Settings::load(&conf).unwrap();
     assert_eq!(s.password_file, Some(PathBuf::from("/abs/passwd")));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tls_listener_settings() {
+    let s = Settings::parse(
+        "musqratt.toml",
+        "[[listener]]\nbind = \"127.0.0.1:8883\"\n\
+         tls = { cert = \"chain.pem\", key = \"key.pem\", client_ca = \"ca.pem\" }\n\
+         [[listener]]\nbind = \"127.0.0.1:1883\"\n",
+    )
+    .unwrap();
+    let tls = s.listeners[0].tls.as_ref().unwrap();
+    assert_eq!(tls.cert, std::path::Path::new("chain.pem"));
+    assert_eq!(
+        tls.client_ca.as_deref(),
+        Some(std::path::Path::new("ca.pem"))
+    );
+    // A CA given: certificates are required unless said otherwise.
+    assert!(tls.require_certificate && !tls.use_identity_as_username);
+    assert_eq!(tls.origin, "musqratt.toml:3");
+    assert!(s.listeners[1].tls.is_none());
+    let s = Settings::parse(
+        "musqratt.toml",
+        "[auth]\nallow_anonymous = false\n[[listener]]\nbind = \"127.0.0.1:8883\"\n\
+         tls = { cert = \"c\", key = \"k\", client_ca = \"ca\", require_certificate = false, \
+         use_identity_as_username = true }\n",
+    )
+    .unwrap();
+    let tls = s.listeners[0].tls.as_ref().unwrap();
+    // allow_anonymous = false without a password file: the certificate names the client.
+    assert!(!tls.require_certificate && tls.use_identity_as_username);
+    assert!(!s.broker.allow_anonymous);
+}
+
+#[test]
+fn tls_errors_name_line_and_key() {
+    for (src, key, msg) in [
+        (
+            "tls = { key = \"k\" }",
+            "listener.tls.cert",
+            "missing (a TLS listener needs cert and key)",
+        ),
+        (
+            "tls = { cert = \"c\" }",
+            "listener.tls.key",
+            "missing (a TLS listener needs cert and key)",
+        ),
+        (
+            "tls = { cert = \"\", key = \"k\" }",
+            "listener.tls.cert",
+            "expected a path, found \"\"",
+        ),
+        (
+            "tls = { cert = 1, key = \"k\" }",
+            "listener.tls.cert",
+            "expected a string, found 1",
+        ),
+        (
+            "tls = \"yes\"",
+            "listener.tls",
+            "expected a table, found \"yes\"",
+        ),
+        (
+            "tls = { cert = \"c\", key = \"k\", require_certificate = true }",
+            "listener.tls.require_certificate",
+            "true needs listener.tls.client_ca (the CA client certificates are checked against)",
+        ),
+        (
+            "tls = { cert = \"c\", key = \"k\", use_identity_as_username = true }",
+            "listener.tls.use_identity_as_username",
+            "true needs listener.tls.client_ca (no client certificate, no identity)",
+        ),
+        (
+            "tls = { cert = \"c\", key = \"k\", ciphers = \"x\" }",
+            "listener.tls.ciphers",
+            "unknown key (expected one of: cert, key, client_ca, require_certificate, \
+             use_identity_as_username)",
+        ),
+    ] {
+        let e = err(&format!("[[listener]]\nbind = \"127.0.0.1:1\"\n{src}\n"));
+        assert_eq!(e, format!("musqratt.toml:3: key '{key}': {msg}"));
+    }
 }

@@ -59,7 +59,7 @@ impl Worker {
         self.router.route(&mut self.out);
         match self.conns.get_mut(slot) {
             Some(c) if serial == Some(c.core.conn_ref().serial) => {
-                let peer = c.stream.peer_addr().ok();
+                let peer = c.transport.peer_addr().ok();
                 tracing::error!(
                     client = %c.core.client_id(),
                     ?peer,
@@ -164,7 +164,7 @@ impl Worker {
         }
         self.out.discard_own();
         self.router.route(&mut self.out);
-        let _ = self.registry.deregister(&mut c.stream);
+        let _ = self.registry.deregister(&mut c.transport);
         self.shared.live.fetch_sub(1, Ordering::Relaxed);
         // Dropping `c` closes the socket.
     }

@@ -31,16 +31,21 @@ def broker_bin() -> str:
     return os.environ.get("MUSQRATT_BIN") or str(ROOT / "target" / "release" / "musqratt")
 
 
-LISTENING = re.compile(r"listening on mqtt://127\.0\.0\.1:(\d+)")
+# Every listener announces itself so: mqtt, mqtts, ws (`--listen-ws`) or wss.
+LISTENING = re.compile(r"listening on (mqtts?|wss?)://127\.0\.0\.1:(\d+)")
 
 
 class Broker:
-    def __init__(self, *args: str):
-        self.port = 0
+    def __init__(self, *args: str, config: str | None = None, want: tuple[str, ...] = ()):
+        """`config`: run with that file's listeners instead of `--listen 127.0.0.1:0` (it must
+        have a plain one on 127.0.0.1:0 too); `want`: the other schemes to wait for."""
+        self.ports: dict[str, int] = {}
+        self._want = ("mqtt", *want, *(["ws"] if "--listen-ws" in args else []))
+        listen = ["-c", config] if config else ["--listen", "127.0.0.1:0"]
         self.lines: list[str] = []
         self._cv = threading.Condition()
         self.proc = subprocess.Popen(
-            [broker_bin(), "serve", "--listen", "127.0.0.1:0", "--in-memory", *args],
+            [broker_bin(), "serve", *listen, "--in-memory", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -62,13 +67,20 @@ class Broker:
                 self._cv.wait(min(left, 0.1))
 
     def _listening(self) -> bool:
-        """Whether the broker announced its listener; sets `self.port` from it."""
+        """Whether the broker announced the listeners wanted; fills `self.ports` from them."""
         for line in self.lines:
             m = LISTENING.search(line)
             if m:
-                self.port = int(m.group(1))
-                return True
-        return False
+                self.ports.setdefault(m.group(1), int(m.group(2)))
+        return all(s in self.ports for s in self._want)
+
+    @property
+    def port(self) -> int:
+        return self.ports["mqtt"]
+
+    @property
+    def ws_port(self) -> int:
+        return self.ports["ws"]
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -106,13 +118,19 @@ class Client:
         clean: bool = True,
         session_expiry: int | None = None,
         will: tuple[str, bytes, int] | None = None,
+        transport: str = "tcp",
+        tls_ca: str | None = None,
     ):
         self.protocol = protocol
         kwargs = {}
         if protocol != mqtt.MQTTv5:
             kwargs["clean_session"] = clean
         self.c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, **kwargs
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=protocol,
+            transport=transport,
+            **kwargs,
         )
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._connected = threading.Event()
@@ -123,6 +141,8 @@ class Client:
         self.c.on_subscribe = lambda _c, _u, mid, _rc, _p: self._suback.put(mid)
         if will:
             self.c.will_set(*will)
+        if tls_ca:
+            self.c.tls_set(ca_certs=tls_ca)
         connect_kwargs = {}
         if protocol == mqtt.MQTTv5:
             from paho.mqtt.packettypes import PacketTypes
@@ -182,6 +202,8 @@ class Client:
     def kill(self) -> None:
         """Drop the TCP connection without DISCONNECT (the broker then sends the will)."""
         sock = self.c.socket()
+        # Over WebSocket, paho wraps the socket.
+        sock = getattr(sock, "_socket", sock)
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
