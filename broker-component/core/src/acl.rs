@@ -45,12 +45,12 @@ pub enum Access {
 
 impl Access {
     fn grants(self, want: Want) -> bool {
-        match (self, want) {
-            (Access::ReadWrite, _) => true,
-            (Access::Read, Want::Read | Want::Subscribe) => true,
-            (Access::Write, Want::Write) => true,
-            _ => false,
-        }
+        matches!(
+            (self, want),
+            (Access::ReadWrite, _)
+                | (Access::Read, Want::Read | Want::Subscribe)
+                | (Access::Write, Want::Write)
+        )
     }
 }
 
@@ -62,9 +62,10 @@ pub enum Want {
     /// Publish to this topic name (a PUBLISH, a will).
     Write,
     /// Subscribe to this filter (without a `$share/group/` prefix): granted when a read rule
-    /// matches the filter taken as a topic name, as Mosquitto does. A rule's `+` matches a
-    /// filter's `+`, its `#` matches the rest whatever it holds; a filter's wildcard is matched
-    /// by no literal level. Every delivery is checked again ([`Want::Read`]).
+    /// matches at least one topic the filter matches, refused when a `deny` rule matches every
+    /// topic it matches (nothing could ever be delivered). Every delivery is checked again
+    /// ([`Want::Read`]), so `#` may be granted and deliver only what the client may read.
+    /// (Mosquitto 2.0's acl_file grants every SUBSCRIBE and checks only deliveries.)
     Subscribe,
 }
 
@@ -334,9 +335,18 @@ impl Rule {
                 Some(_) => {}
             }
         }
-        // §4.7.2: a filter starting with a wildcard does not match a `$` topic.
-        let first_wild = matches!(self.levels.first(), Some(Level::Plus | Level::Hash));
-        if first_wild && topic.starts_with('$') {
+        let mode = match want {
+            Want::Read | Want::Write => Mode::Topic,
+            Want::Subscribe if self.access == Access::Deny => Mode::Covers,
+            Want::Subscribe => Mode::Meets,
+        };
+        // §4.7.2: a filter starting with a wildcard does not match a `$` topic, on either side.
+        let rule_wild = matches!(self.levels.first(), Some(Level::Plus | Level::Hash));
+        if rule_wild && topic.starts_with('$') {
+            return Some(false);
+        }
+        let filter_wild = mode == Mode::Meets && (topic.starts_with('+') || topic.starts_with('#'));
+        if filter_wild && self.first_level_is_dollar(subject) {
             return Some(false);
         }
         let mut names = topic.split('/');
@@ -345,20 +355,68 @@ impl Rule {
                 // `a/#` matches `a` too (§4.7.1.2).
                 return Some(matches!(level, Level::Hash));
             };
-            let is_wild = want == Want::Subscribe && (name == "+" || name == "#");
-            let ok = match level {
-                Level::Hash => return Some(true),
-                // A rule's `+` covers a filter's `+`, not its `#` (which spans levels).
-                Level::Plus => !(want == Want::Subscribe && name == "#"),
-                Level::Text(t) => !is_wild && **t == *name,
-                Level::Subst(parts) => !is_wild && parts_match(parts, subject, name),
+            let ok = match mode {
+                Mode::Topic => match level {
+                    Level::Hash => return Some(true),
+                    Level::Plus => true,
+                    Level::Text(t) => **t == *name,
+                    Level::Subst(parts) => parts_match(parts, subject, name),
+                },
+                // Every topic the filter matches is matched by the rule: a rule's `+` takes
+                // a filter's `+`, not its `#` (which spans levels); its text takes neither.
+                Mode::Covers => match level {
+                    Level::Hash => return Some(true),
+                    Level::Plus => name != "#",
+                    Level::Text(t) => **t == *name,
+                    Level::Subst(parts) => parts_match(parts, subject, name),
+                },
+                // Some topic matches both.
+                Mode::Meets => match level {
+                    _ if name == "#" => return Some(true),
+                    Level::Hash => return Some(true),
+                    Level::Plus => true,
+                    Level::Text(t) => name == "+" || **t == *name,
+                    Level::Subst(parts) => name == "+" || parts_match(parts, subject, name),
+                },
             };
             if !ok {
                 return Some(false);
             }
         }
-        Some(names.next().is_none())
+        Some(match names.next() {
+            None => true,
+            // The filter's `a/#` meets the rule's `a` (its parent level).
+            Some("#") => mode == Mode::Meets && names.next().is_none(),
+            Some(_) => false,
+        })
     }
+}
+
+impl Rule {
+    /// Whether the rule's first level (substituted) starts with `$`.
+    fn first_level_is_dollar(&self, subject: Subject<'_>) -> bool {
+        match self.levels.first() {
+            Some(Level::Text(t)) => t.starts_with('$'),
+            Some(Level::Subst(parts)) => match parts.first() {
+                Some(Part::Text(t)) => t.starts_with('$'),
+                Some(Part::ClientId) => subject.client_id.starts_with('$'),
+                Some(Part::UserName) => subject.username.is_some_and(|u| u.starts_with('$')),
+                None => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// How a rule is matched against what is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A topic name (read, write).
+    Topic,
+    /// A filter: the rule matches every topic the filter does (a `deny` against SUBSCRIBE).
+    Covers,
+    /// A filter: the rule matches at least one topic the filter does (a grant to SUBSCRIBE).
+    Meets,
 }
 
 /// Whether `name` is the level `parts` spell for `subject` (no allocation: each part must be a

@@ -25,9 +25,13 @@ const SIGNALS: Token = Token(usize::MAX);
 const BACKLOG: i32 = 4096;
 
 pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
-    // The password file first: a bad one stops the start before anything is opened or bound.
+    // The password and ACL files first: a bad one stops the start before anything is opened or bound.
     let passwords = match &settings.password_file {
         Some(path) => Some(crate::password_file::load_at_start(path)?),
+        None => None,
+    };
+    let acl = match &settings.acl_file {
+        Some(path) => Some(crate::acl_file::load_at_start(path)?),
         None => None,
     };
     // The store first: a second broker on the same directory stops here, before it binds.
@@ -44,7 +48,7 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
             .map_err(|e| format!("cannot register listener {addr}: {e}"))?;
         listeners.push(l);
     }
-    // SIGHUP reloads the password file; SIGINT and SIGTERM stop the broker.
+    // SIGHUP reloads the password and ACL files; SIGINT and SIGTERM stop the broker.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     poll.registry()
@@ -66,6 +70,7 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
     if let Some(table) = passwords {
         broker.auth.set_passwords(Some(table));
     }
+    broker.acl = acl;
     let journal = match store {
         Some((store, restored)) => {
             let now = Instant::now();
@@ -135,6 +140,9 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
                         match &settings.password_file {
                             Some(path) => crate::password_file::reload(&shared.broker, path),
                             None => tracing::info!("SIGHUP: no password file to reload"),
+                        }
+                        if let Some(path) = &settings.acl_file {
+                            crate::acl_file::reload(&shared.broker, path);
                         }
                         continue;
                     }

@@ -116,19 +116,43 @@ fn wildcards_do_not_match_dollar_topics() {
 }
 
 #[test]
-fn subscribe_takes_the_filter_as_a_topic_name() {
-    let t = table("topic read a/+/c\ntopic read b/#\ntopic read exact\n");
+fn subscribe_is_granted_if_anything_readable_may_match_and_nothing_denies_it_all() {
+    let t = table("topic read a/+/c\ntopic read b/#\ntopic read exact\ntopic deny b/secret/#\n");
     let c = anon("c");
-    assert!(t.check(c, "a/+/c", Want::Subscribe));
-    assert!(t.check(c, "a/x/c", Want::Subscribe));
-    assert!(!t.check(c, "a/#", Want::Subscribe));
-    assert!(!t.check(c, "a/+/#", Want::Subscribe));
-    assert!(t.check(c, "b/#", Want::Subscribe));
-    assert!(t.check(c, "b/+/#", Want::Subscribe));
-    assert!(t.check(c, "b", Want::Subscribe));
-    assert!(t.check(c, "exact", Want::Subscribe));
-    assert!(!t.check(c, "+", Want::Subscribe));
+    for (filter, granted) in [
+        ("a/+/c", true),
+        ("a/x/c", true),
+        ("a/#", true),
+        ("a/+/#", true),
+        ("a/x/d", false),
+        ("a/x", false),
+        ("a/x/c/d", false),
+        ("b", true),
+        ("b/+", true),
+        ("+", true),
+        ("#", true),
+        ("exact/#", true),
+        ("x/y", false),
+        ("b/secret/#", false),
+        ("b/secret/x", false),
+        ("b/secret", false),
+        ("b/secret/+/y", false),
+    ] {
+        assert_eq!(t.check(c, filter, Want::Subscribe), granted, "{filter}");
+    }
+    // `$` topics: a wildcard on either side does not reach them.
+    let t = table("topic read $SYS/broker/#\n");
     assert!(!t.check(c, "#", Want::Subscribe));
+    assert!(!t.check(c, "+/broker/x", Want::Subscribe));
+    assert!(t.check(c, "$SYS/#", Want::Subscribe));
+    assert!(t.check(c, "$SYS/+/x", Want::Subscribe));
+    let t = table("topic read #\n");
+    assert!(!t.check(c, "$SYS/#", Want::Subscribe));
+    // Patterns take part, substituted.
+    let t = table("pattern read dev/%c/#\n");
+    assert!(t.check(anon("d1"), "dev/+/x", Want::Subscribe));
+    assert!(t.check(anon("d1"), "dev/d1/x", Want::Subscribe));
+    assert!(!t.check(anon("d1"), "dev/d2/x", Want::Subscribe));
 }
 
 #[test]

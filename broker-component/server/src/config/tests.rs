@@ -150,7 +150,6 @@ fn unsupported_settings_are_rejected() {
             "listener.tls",
             3,
         ),
-        ("[auth]\nacl_file = \"acl\"\n", "auth.acl_file", 2),
     ] {
         let e = err(src);
         let want = format!("musqratt.toml:{line}: key '{key}': ");
@@ -397,6 +396,18 @@ fn auth_errors_name_line_and_key() {
         e.starts_with("musqratt.toml:2: key 'auth.password_file': "),
         "{e}"
     );
+    let e = err("[auth]\n\nacl_file = \"\"\n");
+    assert!(
+        e.starts_with("musqratt.toml:3: key 'auth.acl_file': "),
+        "{e}"
+    );
+    let e = err("[auth]\nacl_file = []\n");
+    assert!(
+        e.starts_with("musqratt.toml:2: key 'auth.acl_file': "),
+        "{e}"
+    );
+    let s = Settings::parse("f", "[auth]\nacl_file = \"/etc/musqratt/acl\"\n").unwrap();
+    assert_eq!(s.acl_file, Some(PathBuf::from("/etc/musqratt/acl")));
     let e = err("[auth]\nallow_anonymous = \"no\"\n");
     assert!(
         e.starts_with("musqratt.toml:2: key 'auth.allow_anonymous': "),
@@ -415,5 +426,8 @@ fn relative_password_file_is_taken_from_the_config_directory() {
     std::fs::write(&conf, "[auth]\npassword_file = \"/abs/passwd\"\n").unwrap();
     let s = Settings::load(&conf).unwrap();
     assert_eq!(s.password_file, Some(PathBuf::from("/abs/passwd")));
+    std::fs::write(&conf, "[auth]\nacl_file = \"acl\"\n").unwrap();
+    let s = Settings::load(&conf).unwrap();
+    assert_eq!(s.acl_file, Some(dir.join("acl")));
     let _ = std::fs::remove_dir_all(&dir);
 }
