@@ -183,6 +183,9 @@ impl Connection {
                     broker.unsubscribe_all(old_id, &filters);
                     (fresh, false)
                 } else {
+                    if !s.identity_known {
+                        self.drop_unreadable(broker, &mut s);
+                    }
                     s.conn = Some(self.conn_ref);
                     s.expiry_interval = self.session_expiry;
                     s.username.clone_from(&self.username);
@@ -276,6 +279,43 @@ impl Connection {
             drop_some(&mut ack.properties);
         }
         true
+    }
+
+    /// A session restored from the store does not know the user name it was queued for: with
+    /// an ACL, what it holds that this client may not read is dropped before it is resumed
+    /// (counted in `messages_dropped`). Messages past PUBREC were delivered already and stay.
+    fn drop_unreadable(&self, broker: &Broker, s: &mut Session) {
+        let Some(acl) = &broker.acl else { return };
+        let table = acl.table();
+        let subject = self.subject();
+        let readable = |o: &crate::session::Outgoing| {
+            table.check(subject, &o.msg.topic, crate::acl::Want::Read)
+        };
+        let mut dropped = 0u64;
+        let mut i = 0;
+        while let Some(o) = s.queue.get(i) {
+            if readable(o) {
+                i += 1;
+                continue;
+            }
+            let o = o.clone();
+            s.remove_queued(i);
+            broker.persist_unqueued(s, &o);
+            dropped += 1;
+        }
+        let mut i = 0;
+        while let Some(f) = s.inflight.get(i) {
+            if f.state == crate::session::InflightState::AwaitPubComp || readable(&f.out) {
+                i += 1;
+            } else if let Some(gone) = s.inflight.remove(i) {
+                broker.persist_unqueued(s, &gone.out);
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            broker.metrics.messages_dropped.add(dropped);
+            tracing::info!(client = %self.client_id, dropped, "restored session resumed: messages this user may not read dropped (ACL)");
+        }
     }
 
     /// A new session, bound to this connection.
