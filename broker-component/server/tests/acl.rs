@@ -547,3 +547,60 @@ fn a_restored_session_keeps_only_what_its_new_user_may_read() {
         WAIT
     ));
 }
+
+#[test]
+fn mosquitto_clients_see_the_refusals_and_only_what_they_may_read() {
+    let dir = scratch_dir("acl-mosquitto-clients");
+    let b = broker_with_acl(
+        &dir,
+        "topic write acl/#\nuser reader\ntopic read acl/#\ntopic deny acl/hidden/#\n",
+    );
+    let port = b.port().to_string();
+    for version in ["mqttv311", "mqttv5"] {
+        let topic = format!("acl/shown/{version}");
+        let reader = Sub::start(
+            b.port(),
+            &["-V", version, "-u", "reader", "-t", "#", "-q", "1"],
+        );
+        // Anonymous clients may write, not read: mosquitto_sub is told every filter was denied.
+        let out = run_with_timeout(
+            Command::new("mosquitto_sub")
+                .args(["-h", "127.0.0.1", "-p", &port, "-V", version, "-t", "acl/#"])
+                .args(["-C", "1"]),
+            Duration::from_secs(10),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("All subscription requests were denied"),
+            "{version}: {err}"
+        );
+        // A denied PUBLISH: mosquitto_pub reports 0x87 in v5; 3.1.1 has no way to say it.
+        let out = run_with_timeout(
+            Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &port, "-V", version, "-q", "1"])
+                .args(["-u", "reader", "-t", &topic, "-m", "denied"]),
+            Duration::from_secs(10),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.contains("Publish 1 failed: Not authorized"),
+            version == "mqttv5",
+            "{version}: {err}"
+        );
+        // The reader's `#`: the hidden topic published first does not arrive, the shown one does.
+        mosquitto_pub(
+            b.port(),
+            &["-V", version, "-q", "1", "-t", "acl/hidden/x", "-m", "no"],
+        );
+        mosquitto_pub(
+            b.port(),
+            &["-V", version, "-q", "1", "-t", &topic, "-m", "yes"],
+        );
+        let got = reader.wait_messages(1, WAIT);
+        assert_eq!(
+            got.first().map(|m| (m.topic.as_str(), m.payload.as_str())),
+            Some((topic.as_str(), "yes")),
+            "{version}"
+        );
+    }
+}
