@@ -136,7 +136,8 @@ impl Connection {
                 .table()
                 .check(subject, &w.topic, crate::acl::Want::Write)
             {
-                tracing::info!(client = %client_id, username = ?self.username.as_deref(), topic = %w.topic, "will dropped: the ACL denies write access to its topic");
+                let topic = crate::handle_subscribe::Abbrev(&w.topic);
+                tracing::info!(client = %client_id, username = ?self.username.as_deref(), %topic, "will dropped: the ACL denies write access to its topic");
                 self.will = None;
             }
         }
