@@ -62,6 +62,9 @@ pub struct Broker {
     /// The password table CONNECTs are checked against (auth.rs); the server installs it at
     /// start and replaces it on SIGHUP.
     pub auth: crate::auth::Auth,
+    /// Access control (acl.rs): None without `auth.acl_file`, and then nothing is checked.
+    /// The server installs it before the broker is shared; SIGHUP replaces its table.
+    pub acl: Option<crate::acl::Acl>,
 }
 
 impl Broker {
@@ -89,6 +92,7 @@ impl Broker {
             limit_log: LimitLog::default(),
             due_wills: Mutex::new(Vec::new()),
             auth: crate::auth::Auth::default(),
+            acl: None,
         }
     }
 

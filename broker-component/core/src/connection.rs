@@ -122,6 +122,10 @@ pub struct Connection {
     pub(crate) session: Option<Arc<SessionCell>>,
     pub(crate) session_id: u64,
     pub(crate) client_id: Arc<str>,
+    /// The CONNECT's User Name (None: anonymous), for the ACL checks (acl.rs).
+    pub(crate) username: Option<Arc<str>>,
+    /// PUBLISH and SUBSCRIBE refused by the ACL: one log line per interval.
+    pub(crate) acl_log: crate::log_limit::LogLimit,
     /// Boxed: most clients have none, and a `Will` is ~400 bytes.
     pub(crate) will: Option<Box<Will>>,
     /// Whether CONNECT stored `will` (will.rs): its record goes or becomes pending at close.
@@ -164,6 +168,8 @@ impl Connection {
             session: None,
             session_id: 0,
             client_id: Arc::from(""),
+            username: None,
+            acl_log: Default::default(),
             will: None,
             will_stored: false,
             session_expiry: 0,

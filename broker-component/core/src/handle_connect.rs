@@ -68,6 +68,8 @@ impl Connection {
             }
         }
 
+        self.username = c.username.as_deref().map(Arc::from);
+
         if c.will
             .as_ref()
             .is_some_and(|w| broker.config.too_many_levels(&w.topic))
@@ -135,6 +137,23 @@ impl Connection {
             Arc::from(c.client_id.as_str())
         };
         self.will = c.will.map(Box::new);
+        if let (Some(acl), Some(w)) = (&broker.acl, &self.will) {
+            // Mosquitto 2.0 accepts the CONNECT and checks write access to the will topic when
+            // the will would be sent, dropping it if denied. Checked here instead, once: the
+            // will is then never stored, and the identity it is checked for is this one.
+            let subject = crate::acl::Subject {
+                client_id: &client_id,
+                username: self.username.as_deref(),
+            };
+            if !acl
+                .table()
+                .check(subject, &w.topic, crate::acl::Want::Write)
+            {
+                let topic = crate::handle_subscribe::Abbrev(&w.topic);
+                tracing::info!(client = %client_id, username = ?self.username.as_deref(), %topic, "will dropped: the ACL denies write access to its topic");
+                self.will = None;
+            }
+        }
         self.client_id = Arc::clone(&client_id);
         // Whether the client id had a session: its stored will (a pending will, or the will of
         // the connection taken over) is this connection's to replace or delete.
@@ -158,7 +177,15 @@ impl Connection {
                 // A session with expiry 0 (3.1.1 CleanSession=1, v5 Session Expiry
                 // 0) ends with its connection (3.1.1 §3.1.2.4, v5 §3.1.2.11.2):
                 // taking it over starts a new one even with a persistent CONNECT.
-                if c.clean_start || s.expiry_interval == 0 {
+                // With an ACL, a session is not handed to another user: what was queued for
+                // it was checked against its own user's rights.
+                let other_user = broker.acl.is_some()
+                    && s.identity_known
+                    && s.username.as_deref() != self.username.as_deref();
+                if other_user {
+                    tracing::info!(client = %client_id, username = ?self.username.as_deref(), "session of another user name discarded (ACL)");
+                }
+                if c.clean_start || s.expiry_interval == 0 || other_user {
                     // Discard the old session: a fresh one replaces it.
                     let old_id = s.id;
                     broker.persist_session_end(&s, false, out);
@@ -170,8 +197,13 @@ impl Connection {
                     broker.unsubscribe_all(old_id, &filters);
                     (fresh, false)
                 } else {
+                    if !s.identity_known {
+                        self.drop_unreadable(broker, &mut s);
+                    }
                     s.conn = Some(self.conn_ref);
                     s.expiry_interval = self.session_expiry;
+                    s.username.clone_from(&self.username);
+                    s.identity_known = true;
                     drop(s);
                     drop(registry);
                     (cell, true)
@@ -263,6 +295,43 @@ impl Connection {
         true
     }
 
+    /// A session restored from the store does not know the user name it was queued for: with
+    /// an ACL, what it holds that this client may not read is dropped before it is resumed
+    /// (counted in `messages_dropped`). Messages past PUBREC were delivered already and stay.
+    fn drop_unreadable(&self, broker: &Broker, s: &mut Session) {
+        let Some(acl) = &broker.acl else { return };
+        let table = acl.table();
+        let subject = self.subject();
+        let readable = |o: &crate::session::Outgoing| {
+            table.check(subject, &o.msg.topic, crate::acl::Want::Read)
+        };
+        let mut dropped = 0u64;
+        let mut i = 0;
+        while let Some(o) = s.queue.get(i) {
+            if readable(o) {
+                i += 1;
+                continue;
+            }
+            let o = o.clone();
+            s.remove_queued(i);
+            broker.persist_unqueued(s, &o);
+            dropped += 1;
+        }
+        let mut i = 0;
+        while let Some(f) = s.inflight.get(i) {
+            if f.state == crate::session::InflightState::AwaitPubComp || readable(&f.out) {
+                i += 1;
+            } else if let Some(gone) = s.inflight.remove(i) {
+                broker.persist_unqueued(s, &gone.out);
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            broker.metrics.messages_dropped.add(dropped);
+            tracing::info!(client = %self.client_id, dropped, "restored session resumed: messages this user may not read dropped (ACL)");
+        }
+    }
+
     /// A new session, bound to this connection.
     fn new_session(&self, broker: &Broker, client_id: &Arc<str>) -> Arc<SessionCell> {
         let mut session = Session::new(
@@ -271,6 +340,8 @@ impl Connection {
             self.session_expiry,
         );
         session.conn = Some(self.conn_ref);
+        session.username.clone_from(&self.username);
+        session.identity_known = true;
         session.charge = crate::budget::Charge::of(&broker.memory);
         Arc::new(parking_lot::Mutex::new(session))
     }

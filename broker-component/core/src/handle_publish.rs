@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use musqratt_codec::{Packet, PubAck, Publish, QoS, ReasonCode};
 
+use crate::acl::{Subject, Want};
 use crate::broker::Broker;
 use crate::connection::{Connection, Output};
 use crate::message::Message;
@@ -68,6 +69,25 @@ impl Connection {
 
         // Clients may not inject broker statistics.
         let reserved = topic.starts_with("$SYS/") || topic == "$SYS";
+        let denied = !reserved && !self.may(broker, &topic, Want::Write);
+        if denied {
+            self.note_acl_denied("PUBLISH", &topic, now);
+            if self.version.is_v5() {
+                // §3.4.2.1 / §3.5.2.1: 0x87 ends the exchange (a PUBREC with a failure code
+                // frees the packet id: nothing is recorded for it). Nothing is routed,
+                // retained, held or stored.
+                let mut ack = PubAck::new(packet_id);
+                ack.reason_code = ReasonCode::NOT_AUTHORIZED;
+                match qos {
+                    QoS::AtMostOnce => {}
+                    QoS::AtLeastOnce => self.send(broker, &Packet::PubAck(ack), out),
+                    QoS::ExactlyOnce => self.send(broker, &Packet::PubRec(ack), out),
+                }
+                return;
+            }
+            // 3.1.1 cannot say it: the message is dropped, and acknowledged as usual below
+            // (the QoS 2 exchange runs to its PUBCOMP) so that the client does not retry it.
+        }
 
         if qos == QoS::ExactlyOnce {
             let Some(session) = self.session.clone() else {
@@ -103,6 +123,8 @@ impl Connection {
         let routed = if reserved {
             tracing::debug!(client = %self.client_id, %topic, "PUBLISH to $SYS ignored");
             Routed::NoSubscribers
+        } else if denied {
+            Routed::Delivered
         } else {
             // Released by delivery (docs/storage.md): a QoS 1 message that is only queued
             // for its subscribers (not retained, not held) needs the store only until each
@@ -167,6 +189,29 @@ impl Connection {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.send(broker, &Packet::PubAck(ack), out),
             QoS::ExactlyOnce => self.send(broker, &Packet::PubRec(ack), out),
+        }
+    }
+
+    /// Whether the ACL (if any) lets this client do `want` on `topic`.
+    pub(crate) fn may(&self, broker: &Broker, topic: &str, want: Want) -> bool {
+        broker
+            .acl
+            .as_ref()
+            .is_none_or(|acl| acl.table().check(self.subject(), topic, want))
+    }
+
+    pub(crate) fn subject(&self) -> Subject<'_> {
+        Subject {
+            client_id: &self.client_id,
+            username: self.username.as_deref(),
+        }
+    }
+
+    /// A log line per interval for what the ACL refused this client (it may retry at will).
+    pub(crate) fn note_acl_denied(&mut self, what: &str, topic: &str, now: Instant) {
+        if let Some(n) = self.acl_log.note(1, now) {
+            let topic = crate::handle_subscribe::Abbrev(topic);
+            tracing::info!(client = %self.client_id, username = ?self.username.as_deref(), %topic, refused = n, "{what} not authorized by the ACL (refusals since the last line: {n})");
         }
     }
 

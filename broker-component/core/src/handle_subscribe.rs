@@ -10,6 +10,7 @@ use musqratt_codec::{
     Unsubscribe,
 };
 
+use crate::acl::Want;
 use crate::broker::{split_shared, Broker};
 use crate::connection::{Connection, Output};
 use crate::message::Message;
@@ -62,6 +63,8 @@ impl Connection {
         let mut accepted: Vec<(String, QoS, bool, Option<u64>)> = Vec::new();
         // Filters refused for `limits.max_subscriptions_per_client`.
         let mut quota_refused = 0usize;
+        // The ACL's table, taken once for the whole packet (None: no ACL, nothing checked).
+        let acl = broker.acl.as_ref().map(|a| a.table());
 
         for (filter, opts) in sub.filters {
             let invalid = topic::validate_topic_filter(&filter).is_err();
@@ -84,6 +87,18 @@ impl Connection {
                     now,
                     out,
                 );
+            }
+            if acl
+                .as_ref()
+                .is_some_and(|t| !t.check(self.subject(), plain, Want::Subscribe))
+            {
+                self.note_acl_denied("SUBSCRIBE", &filter, now);
+                codes.push(if v5 {
+                    ReasonCode::NOT_AUTHORIZED
+                } else {
+                    ReasonCode::UNSPECIFIED_ERROR
+                });
+                continue;
             }
             if self.over_subscription_quota(broker, &session, &filter) {
                 quota_refused += 1;
@@ -159,14 +174,24 @@ impl Connection {
         let mut budget = walk_budget(accepted.iter().map(|a| split_shared(&a.0).1));
         let mut taken_from_hold = Vec::new();
         let mut out_of_budget = false;
+        // Retained and held messages go only where the ACL lets this client read; held ones it
+        // may not read stay held.
+        let subject = self.subject();
+        let readable = |topic: &str| {
+            acl.as_ref()
+                .is_none_or(|t| t.check(subject, topic, Want::Read))
+        };
         for (filter, granted, send_retained, no_local) in &accepted {
             let plain = split_shared(filter).1;
             let sub_ids: Vec<u32> = sub_id.into_iter().collect();
             if *send_retained {
-                let found = broker
-                    .retained
-                    .lock()
-                    .matching(plain, now, room, &mut budget);
+                let found = broker.retained.lock().matching_readable(
+                    plain,
+                    now,
+                    room,
+                    &mut budget,
+                    &readable,
+                );
                 skipped_retained += u64::from(found.truncated || found.out_of_budget);
                 out_of_budget |= found.out_of_budget;
                 room -= found.messages.len();
@@ -177,7 +202,8 @@ impl Connection {
             if broker.config.hold_enabled {
                 let held = {
                     let mut hold = broker.hold.lock();
-                    let held = hold.take_matching(plain, now, room, *no_local, &mut budget);
+                    let held =
+                        hold.take_readable(plain, now, room, *no_local, &mut budget, &readable);
                     // Their store deletes are recorded after their queue entries (below):
                     // deleted first, a message's last reference would free it on disk.
                     taken_from_hold.append(&mut hold.forgotten);
@@ -308,7 +334,7 @@ fn outgoing(msg: Arc<Message>, granted: QoS, retain: bool, sub_ids: &[u32]) -> O
 
 /// A client's filter in a log line: at most 128 bytes of it, so a 64 KiB
 /// filter does not become a 64 KiB log line.
-struct Abbrev<'a>(&'a str);
+pub(crate) struct Abbrev<'a>(pub(crate) &'a str);
 
 impl std::fmt::Display for Abbrev<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

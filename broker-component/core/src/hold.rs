@@ -157,6 +157,7 @@ impl HoldQueues {
         self.next_seq = self.next_seq.max(seq + 1);
     }
 
+    #[cfg(test)]
     pub(crate) fn take_matching(
         &mut self,
         filter: &str,
@@ -164,6 +165,20 @@ impl HoldQueues {
         room: usize,
         no_local: Option<u64>,
         budget: &mut usize,
+    ) -> Vec<Arc<Message>> {
+        self.take_readable(filter, now, room, no_local, budget, &|_| true)
+    }
+
+    /// Takes the held messages matching `filter` (at most `room`) whose topic the subscriber
+    /// may read (`readable`, the ACL's answer): the others stay held for a subscriber that may.
+    pub(crate) fn take_readable(
+        &mut self,
+        filter: &str,
+        now: Instant,
+        room: usize,
+        no_local: Option<u64>,
+        budget: &mut usize,
+        readable: &dyn Fn(&str) -> bool,
     ) -> Vec<Arc<Message>> {
         let mut out = Vec::new();
         if room == 0 || self.topics == 0 {
@@ -176,6 +191,9 @@ impl HoldQueues {
         // Out of budget, the walk ends early: what it found is taken, the
         // rest stays held for a later SUBSCRIBE (nothing is lost).
         self.trie.for_each_match(filter, budget, |held| {
+            if !readable(&held.topic) {
+                return ControlFlow::Continue(());
+            }
             topics.push(Arc::clone(&held.topic));
             candidates += held.queue.len();
             if candidates >= room {

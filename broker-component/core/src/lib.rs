@@ -18,6 +18,7 @@
 //!
 //! Module map (one file per concept, packet handlers named after Mosquitto's):
 //! - [`config`]: the broker settings the protocol core needs;
+//! - [`acl`]: access control lists (Mosquitto's `acl_file`), checked on publish, subscribe and delivery;
 //! - [`auth`]: the password file (Mosquitto's format) and the check of a CONNECT's credentials;
 //! - [`broker`]: shared state and the broker-wide timer;
 //! - [`connection`]: one client's protocol state machine and packet dispatch;
@@ -33,6 +34,7 @@
 //!   what the store kept (docs/storage.md).
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod auth;
 pub mod broker;
 pub mod budget;

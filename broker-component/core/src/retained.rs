@@ -139,12 +139,27 @@ impl RetainedStore {
         room: usize,
         budget: &mut usize,
     ) -> Found {
+        self.matching_readable(filter, now, room, budget, &|_| true)
+    }
+
+    /// As [`matching`](Self::matching), only the messages whose topic the subscriber may read
+    /// (`readable`, the ACL's answer).
+    pub(crate) fn matching_readable(
+        &mut self,
+        filter: &str,
+        now: Instant,
+        room: usize,
+        budget: &mut usize,
+        readable: &dyn Fn(&str) -> bool,
+    ) -> Found {
         let mut found = Found::default();
         let mut expired: Vec<String> = Vec::new();
         if room > 0 {
             let walk = self.trie.for_each_match(filter, budget, |m| {
                 if m.is_expired(now) {
                     expired.push(m.topic.clone());
+                } else if !readable(&m.topic) {
+                    // Not for this subscriber (ACL).
                 } else if found.messages.len() == room {
                     found.truncated = true;
                     return ControlFlow::Break(());

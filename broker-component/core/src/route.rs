@@ -8,6 +8,7 @@ use std::time::Instant;
 use musqratt_codec::QoS;
 use smallvec::SmallVec;
 
+use crate::acl::{AclTable, Subject, Want};
 use crate::broker::{is_sys_topic, Broker};
 use crate::budget::LimitHit;
 use crate::connection::{ConnRef, Output};
@@ -114,11 +115,20 @@ impl Broker {
         if msg.is_expired(now) {
             return Routed::NoSubscribers;
         }
+        // The ACL's table once per message; None (no acl_file) costs this check only.
+        let acl = self.acl.as_ref().map(|a| a.table());
         let tree = self.topics_read();
         let mut matched = false;
         // Inline room for the common few subscribers: no allocation per publish.
         let mut targets: SmallVec<[Target<'_>; 4]> = SmallVec::new();
         tree.for_each_match(&msg.topic, |s| {
+            if let Some(acl) = &acl {
+                // A subscriber that may not read the topic is not a match: the message is
+                // held for one that may (docs/security.md "Access control (ACL)").
+                if !may_read(acl, s, &msg.topic) {
+                    return;
+                }
+            }
             matched = true;
             if s.options.no_local && s.session_id == msg.publisher {
                 return;
@@ -247,6 +257,18 @@ impl Broker {
             Routed::Delivered
         }
     }
+}
+
+/// Whether the subscriber's session may read `topic`. Its identity is the last CONNECT's; a
+/// session restored from the store that no client has bound since has none known, and gets
+/// nothing until its client is back.
+fn may_read(acl: &AclTable, sub: &Subscriber, topic: &str) -> bool {
+    let s = sub.session.lock();
+    let subject = Subject {
+        client_id: &s.client_id,
+        username: s.username.as_deref(),
+    };
+    s.identity_known && acl.check(subject, topic, Want::Read)
 }
 
 /// Overlapping subscriptions of one session deliver once (§3.3.4): at the

@@ -105,6 +105,12 @@ pub struct SubscriptionRecord {
 pub struct Session {
     pub id: u64,
     pub client_id: Arc<str>,
+    /// The User Name of the CONNECT that last bound the session (None: anonymous), which
+    /// deliveries to it are checked against when there is an ACL (acl.rs).
+    pub username: Option<Arc<str>>,
+    /// False for a session restored from the store that no client has bound since: its user
+    /// name is not stored, so with an ACL nothing is routed to it until its client is back.
+    pub identity_known: bool,
     /// The connection currently bound to this session (None = offline).
     pub conn: Option<ConnRef>,
     /// A wake for `conn` has been emitted and not yet handled: don't emit another.
@@ -140,6 +146,8 @@ impl Session {
         Session {
             id,
             client_id,
+            username: None,
+            identity_known: false,
             conn: None,
             wake_pending: false,
             subscriptions: HashMap::new(),

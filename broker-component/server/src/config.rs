@@ -48,6 +48,8 @@ pub struct Settings {
     /// `[auth] password_file` (config/auth.rs): a relative path is taken from the config file's
     /// directory. `allow_anonymous` is in `broker`.
     pub password_file: Option<PathBuf>,
+    /// `[auth] acl_file` (config/auth.rs, acl_file.rs): resolved as `password_file`.
+    pub acl_file: Option<PathBuf>,
     /// The protocol core's settings, filled straight from `[hold]`,
     /// `[session]`, `[message]` and `[limits]`.
     pub broker: BrokerConfig,
@@ -66,20 +68,24 @@ impl Default for Settings {
             scheduling: Scheduling::default(),
             network: NetworkStack::Kernel,
             password_file: None,
+            acl_file: None,
             broker: BrokerConfig::default(),
         }
     }
 }
 
 impl Settings {
-    /// Reads `path` over the defaults. A relative `password_file` or TLS file is resolved
+    /// Reads `path` over the defaults. A relative `password_file`, `acl_file` or TLS file is resolved
     /// against the directory of `path`.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         let src = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
         let mut s = Settings::parse(&path.display().to_string(), &src)?;
         if let Some(dir) = path.parent() {
-            if let Some(file) = &mut s.password_file {
+            for file in [&mut s.password_file, &mut s.acl_file]
+                .into_iter()
+                .flatten()
+            {
                 *file = dir.join(&*file);
             }
             for tls in s.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {

@@ -1,6 +1,7 @@
 //! `musqratt`: the MusQraTT broker binary. See docs/architecture.md.
 #![forbid(unsafe_code)]
 
+mod acl_file;
 mod cli;
 mod client;
 mod config;

@@ -16,25 +16,29 @@ const MAX_FILE_BYTES: u64 = 256 << 20;
 /// Reads and parses `path`. The error names the file and, for a bad line, the line:
 /// `passwd:3: user "bob": the hash is not base64 of 64 bytes`.
 pub fn load(path: &Path) -> Result<PasswordFile, String> {
+    let hint = format!("at most {MAX_USERS} users, lines of at most {MAX_LINE_BYTES} bytes");
+    let src = read_text(path, MAX_FILE_BYTES, &hint)?;
+    PasswordFile::parse(&src).map_err(|e| format!("{}:{}: {}", path.display(), e.line, e.message))
+}
+
+/// Reads a text file of at most `max` bytes (the ACL file's loader uses it too). The error
+/// names the file, and the line of the first byte that is not UTF-8; `hint` says what a file
+/// larger than `max` would have to hold.
+pub fn read_text(path: &Path, max: u64, hint: &str) -> Result<String, String> {
     let shown = path.display();
     let file = std::fs::File::open(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
+    file.take(max + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("{shown}: cannot read: {e}"))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!(
-            "{shown}: larger than {} MiB (at most {MAX_USERS} users, lines of at most \
-             {MAX_LINE_BYTES} bytes)",
-            MAX_FILE_BYTES >> 20
-        ));
+    if bytes.len() as u64 > max {
+        return Err(format!("{shown}: larger than {} MiB ({hint})", max >> 20));
     }
-    let src = String::from_utf8(bytes).map_err(|e| {
+    String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
         format!("{shown}:{line}: not UTF-8")
-    })?;
-    PasswordFile::parse(&src).map_err(|e| format!("{shown}:{}: {}", e.line, e.message))
+    })
 }
 
 /// At start: the file's table, or the error that stops the start.
@@ -48,8 +52,10 @@ pub fn load_at_start(path: &Path) -> Result<Arc<PasswordFile>, String> {
 pub fn reload(broker: &Broker, path: &Path) {
     match load(path) {
         Ok(table) => {
-            tracing::info!(file = %path.display(), users = table.len(), "password file reloaded");
+            let users = table.len();
+            // Installed before the line says so: whoever reads the line sees the new table.
             broker.auth.set_passwords(Some(Arc::new(table)));
+            tracing::info!(file = %path.display(), users, "password file reloaded");
         }
         Err(e) => {
             let users = broker.auth.passwords().map_or(0, |t| t.len());

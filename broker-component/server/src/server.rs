@@ -27,7 +27,7 @@ const SIGNALS: Token = Token(usize::MAX);
 const BACKLOG: i32 = 4096;
 
 pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
-    // The password file first: a bad one stops the start before anything is opened or bound.
+    // The password and ACL files first: a bad one stops the start before anything is opened or bound.
     let passwords = match &settings.password_file {
         Some(path) => Some(crate::password_file::load_at_start(path)?),
         None => None,
@@ -37,6 +37,10 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
     for l in &settings.listeners {
         tls.push(l.tls.as_ref().map(crate::tls_config::load).transpose()?);
     }
+    let acl = match &settings.acl_file {
+        Some(path) => Some(crate::acl_file::load_at_start(path)?),
+        None => None,
+    };
     // The store first: a second broker on the same directory stops here, before it binds.
     let shared_cell: Arc<OnceLock<Arc<Shared>>> = Arc::new(OnceLock::new());
     let store = open_store(settings, &shared_cell)?;
@@ -51,7 +55,7 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
             .map_err(|e| format!("cannot register listener {addr}: {e}"))?;
         listeners.push(l);
     }
-    // SIGHUP reloads the password file and TLS files; SIGINT and SIGTERM stop the broker.
+    // SIGHUP reloads the password, ACL and TLS files; SIGINT and SIGTERM stop the broker.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     poll.registry()
@@ -73,6 +77,7 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
     if let Some(table) = passwords {
         broker.auth.set_passwords(Some(table));
     }
+    broker.acl = acl;
     let journal = match store {
         Some((store, restored)) => {
             let now = Instant::now();
@@ -150,6 +155,9 @@ pub fn run(settings: &Settings, workers: usize) -> Result<(), String> {
                         match &settings.password_file {
                             Some(path) => crate::password_file::reload(&shared.broker, path),
                             None => tracing::info!("SIGHUP: no password file to reload"),
+                        }
+                        if let Some(path) = &settings.acl_file {
+                            crate::acl_file::reload(&shared.broker, path);
                         }
                         acceptor.reload_tls(settings);
                         continue;

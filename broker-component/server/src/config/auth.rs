@@ -1,5 +1,5 @@
-//! `[auth]` (docs/security.md "Authentication"): `allow_anonymous` and `password_file`.
-//! `acl_file` is still rejected as "not supported yet".
+//! `[auth]` (docs/security.md "Authentication" and "Access control (ACL)"): `allow_anonymous`,
+//! `password_file` and `acl_file`.
 
 use std::path::PathBuf;
 
@@ -38,7 +38,14 @@ impl Cx<'_> {
                     // Relative to the config file's directory: Settings::load resolves it.
                     s.password_file = Some(PathBuf::from(path));
                 }
-                "acl_file" => return Err(self.not_supported(k, "auth.acl_file", "acl_file")),
+                "acl_file" => {
+                    let path = self.string(k, v, "auth.acl_file")?;
+                    if path.is_empty() {
+                        return Err(self.at(k, v, "auth.acl_file", "expected a path, found \"\""));
+                    }
+                    // Relative to the config file's directory: Settings::load resolves it.
+                    s.acl_file = Some(PathBuf::from(path));
+                }
                 other => return Err(self.unknown(k, &format!("auth.{other}"), KEYS)),
             }
         }

@@ -153,16 +153,6 @@ fn unknown_listener_protocol_names_line_and_key() {
 }
 
 #[test]
-fn unsupported_settings_are_rejected() {
-    let e = err("[auth]\nacl_file = \"acl\"\n");
-    assert!(
-        e.starts_with("musqratt.toml:2: key 'auth.acl_file': "),
-        "{e}"
-    );
-    assert!(e.ends_with("not supported yet"), "{e}");
-}
-
-#[test]
 fn memory_and_disk_budgets() {
     let s = Settings::parse(
         "f",
@@ -400,6 +390,18 @@ fn auth_errors_name_line_and_key() {
         e.starts_with("musqratt.toml:2: key 'auth.password_file': "),
         "{e}"
     );
+    let e = err("[auth]\n\nacl_file = \"\"\n");
+    assert!(
+        e.starts_with("musqratt.toml:3: key 'auth.acl_file': "),
+        "{e}"
+    );
+    let e = err("[auth]\nacl_file = []\n");
+    assert!(
+        e.starts_with("musqratt.toml:2: key 'auth.acl_file': "),
+        "{e}"
+    );
+    let s = Settings::parse("f", "[auth]\nacl_file = \"/etc/musqratt/acl\"\n").unwrap();
+    assert_eq!(s.acl_file, Some(PathBuf::from("/etc/musqratt/acl")));
     let e = err("[auth]\nallow_anonymous = \"no\"\n");
     assert!(
         e.starts_with("musqratt.toml:2: key 'auth.allow_anonymous': "),
@@ -418,6 +420,9 @@ fn relative_password_file_is_taken_from_the_config_directory() {
     std::fs::write(&conf, "[auth]\npassword_file = \"/abs/passwd\"\n").unwrap();
     let s = Settings::load(&conf).unwrap();
     assert_eq!(s.password_file, Some(PathBuf::from("/abs/passwd")));
+    std::fs::write(&conf, "[auth]\nacl_file = \"acl\"\n").unwrap();
+    let s = Settings::load(&conf).unwrap();
+    assert_eq!(s.acl_file, Some(dir.join("acl")));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
