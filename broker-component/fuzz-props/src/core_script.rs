@@ -227,13 +227,8 @@ impl Harness {
         slot: usize,
         f: impl FnOnce(&mut Connection, &Broker, Instant, &mut Output),
     ) {
-        let (broker, now) = (Arc::clone(&self.broker), self.now);
-        let Some(s) = self.slots[slot].as_mut() else {
-            return;
-        };
-        let mut out = Output::new();
-        f(&mut s.conn, &broker, now, &mut out);
-        self.settle(slot, out);
+        self.event_raw(slot, f);
+        self.route();
     }
 
     /// Checks what `slot` must transmit, then routes wakes, kicks and resumes until quiet.
@@ -270,6 +265,7 @@ impl Harness {
         }
     }
 
+    /// Runs one connection event; what it routes stays queued.
     fn event_raw(
         &mut self,
         slot: usize,
