@@ -31,9 +31,11 @@ check_rust() {
 }
 
 # --- Fuzzing (make fuzz / test-fuzz): a nightly toolchain and cargo-fuzz ----------------
-# The fuzz crate (fuzz/) needs nightly's -Zsanitizer flags; the minimal profile is enough
-# (rustc, cargo, rust-std). cargo-fuzz builds from crates.io with the stable toolchain.
+# The fuzz crate (fuzz/) needs nightly's -Z flags (coverage instrumentation); the minimal
+# profile is enough (rustc, cargo, rust-std). cargo-fuzz builds from crates.io with the stable
+# toolchain; libfuzzer-sys compiles libFuzzer's C++ sources (g++).
 fuzz_tools() {
+    apt_install g++
     if ! cargo +nightly --version >/dev/null 2>&1; then
         command -v rustup >/dev/null 2>&1 || die "no nightly toolchain and no rustup to install one"
         log "installing the nightly toolchain (minimal profile) for cargo-fuzz"
