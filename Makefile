@@ -9,6 +9,7 @@
 #                      the musl build's tests, the appliance smoke test
 #   make musl          static broker for our own musl target (std built from source)
 #   make bench         side-by-side benchmark against Mosquitto (docs/benchmarks.md)
+#   make fuzz          each cargo-fuzz target for FUZZ_SECONDS (default 600; docs/testing.md)
 #   make build | fmt | lint
 
 SHELL := /usr/bin/env bash
@@ -25,7 +26,7 @@ export MUSQRATT_BIN
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
 .PHONY: all serve run test build release fmt fmt-check lint cargo-test pytest deps-run deps-test clean \
-        musl test-musl bench image boot-disk test-appliance
+        musl test-musl bench image boot-disk test-appliance fuzz test-fuzz
 
 all: build
 
@@ -125,8 +126,17 @@ endif
 bench:
 	scripts/bench.sh
 
+# The cargo-fuzz targets of fuzz/ (nightly; scripts/fuzz.sh, docs/testing.md "Fuzzing"): `fuzz`
+# runs each for FUZZ_SECONDS, `test-fuzz` each briefly; both fail on a crash.
+FUZZ_SECONDS ?= 600
+fuzz: deps-test
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+test-fuzz: deps-test
+	FUZZ_SECONDS=30 scripts/fuzz.sh
+
 # Order: cheap checks first; the release binary is built once and shared by both test suites.
-test: deps-test fmt-check lint cargo-test pytest test-musl test-appliance
+test: deps-test fmt-check lint cargo-test test-fuzz pytest test-musl test-appliance
 
 clean:
 	$(CARGO) clean

@@ -4,6 +4,7 @@
 #   scripts/install-deps.sh run    # toolchain check + DPDK/lwIP dev packages (enough for `make serve`)
 #   scripts/install-deps.sh test   # + mosquitto, mosquitto-clients, tmux, python venv with paho-mqtt 2.x + pytest,
 #                                  #   node + npm with mqtt.js (tests/ws)
+#                                  #   nightly toolchain (minimal) + cargo-fuzz for make test-fuzz
 #
 # Idempotent: when everything is present it only checks and returns quickly.
 set -euo pipefail
@@ -27,6 +28,23 @@ check_rust() {
             || die "rustfmt missing: run 'rustup component add rustfmt' (needs network access to the Rust dist server)"
         cargo clippy --version >/dev/null 2>&1 \
             || die "clippy missing: run 'rustup component add clippy' (needs network access to the Rust dist server)"
+    fi
+}
+
+# --- Fuzzing (make fuzz / test-fuzz): a nightly toolchain and cargo-fuzz ----------------
+# The fuzz crate (fuzz/) needs nightly's -Z flags (coverage instrumentation); the minimal
+# profile is enough (rustc, cargo, rust-std). cargo-fuzz builds from crates.io with the stable
+# toolchain; libfuzzer-sys compiles libFuzzer's C++ sources (g++).
+fuzz_tools() {
+    apt_install g++
+    if ! cargo +nightly --version >/dev/null 2>&1; then
+        command -v rustup >/dev/null 2>&1 || die "no nightly toolchain and no rustup to install one"
+        log "installing the nightly toolchain (minimal profile) for cargo-fuzz"
+        rustup toolchain install nightly --profile minimal >&2
+    fi
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        log "installing cargo-fuzz"
+        cargo install cargo-fuzz --locked >&2
     fi
 }
 
@@ -134,6 +152,7 @@ case "$MODE" in
         stop_system_mosquitto
         python_env
         node_env
+        fuzz_tools
         ;;
     *) die "usage: $0 [run|test]" ;;
 esac

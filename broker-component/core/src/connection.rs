@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use musqratt_codec::{
-    decode, decode_connect_version, encode, Disconnect, EncodeError, Packet, ProtocolVersion,
-    ReasonCode, Will,
+    decode, decode_connect_version, encode, packet_type, Disconnect, EncodeError, Packet,
+    ProtocolVersion, ReasonCode, Will,
 };
 
 use crate::broker::Broker;
@@ -197,6 +197,12 @@ impl Connection {
         &self.client_id
     }
 
+    /// The protocol version this connection's packets are encoded for: its CONNECT's once one
+    /// arrived, 3.1.1 before.
+    pub fn protocol_version(&self) -> ProtocolVersion {
+        self.version
+    }
+
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
     }
@@ -272,6 +278,20 @@ impl Connection {
                             e.message
                         );
                         self.close(broker, now, out, false);
+                    } else if self.state == State::Connected
+                        && rest.first().is_some_and(|b| b >> 4 == packet_type::CONNECT)
+                    {
+                        // [MQTT-3.1.0-2]: a second CONNECT is a Protocol Error whatever it
+                        // holds; its decode error (e.g. 0x84 for an unknown protocol level, which
+                        // is no DISCONNECT reason code) is not what the client is told.
+                        let detail = format!("second CONNECT ({})", e.message);
+                        self.protocol_violation(
+                            broker,
+                            ReasonCode::PROTOCOL_ERROR,
+                            &detail,
+                            now,
+                            out,
+                        );
                     } else {
                         self.protocol_violation(broker, e.reason, &e.message, now, out);
                     }
