@@ -4,8 +4,7 @@
 //! The file is read with `toml_edit` (not serde) because every error must name
 //! the file, the line, the key and what was expected; walking the document by
 //! hand keeps each key's span at hand and makes unknown keys plain errors.
-//! Settings the broker cannot honour yet are rejected ("not supported yet")
-//! rather than silently ignored.
+//! A key the broker does not know is an error, never silently ignored.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -199,14 +198,6 @@ impl Cx<'_> {
             key.span(),
             path,
             format_args!("unknown key (expected one of: {})", known.join(", ")),
-        )
-    }
-
-    fn not_supported(&self, key: &Key, path: &str, what: &str) -> ConfigError {
-        self.err(
-            key.span(),
-            path,
-            format_args!("{what} is not supported yet"),
         )
     }
 
