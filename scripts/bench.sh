@@ -426,26 +426,7 @@ if netns_md:
     if begin in text and end in text:
         text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
     else:
-        text = (text.rstrip("\n") + "\n\n## TLS (issue 15): QoS 1 fan-in and QoS 0 latency through each broker's TLS listener, same
-# certificate, the generator verifying it against the CA (TLS 1.3 on both: rustls and OpenSSL 3.0
-# pick it). Latency interleaved as above.
-if wanted fan-in-q1-tls; then
-    for round in $(seq "$ROUNDS"); do
-        order=(mosquitto-tls musqratt-tls)
-        ((round % 2 == 0)) && order=(musqratt-tls mosquitto-tls)
-        for broker in "${order[@]}"; do
-            run fan-in-q1-tls "$round" "$broker" fan-in --qos 1 --publishers 8 --inflight 64 \
-                --duration "$SECS" --cafile "$TLS_DIR/ca.pem"
-        done
-    done
-fi
-if wanted latency-q0-tls; then
-    for round in $(seq "$LAT_ROUNDS"); do
-        run_interleaved latency-q0-tls "$round" mosquitto-tls musqratt-tls latency --qos 0 \
-            --rate 1000 --cafile "$TLS_DIR/ca.pem" --slice-ms "$SLICE_MS" --duration $((SECS * 8))
-    done
-fi
-# The lwIP path beside the kernel path on one veth\n\n"
+        text = (text.rstrip("\n") + "\n\n## The lwIP path beside the kernel path on one veth\n\n"
                 + block + "\n")
 open(md, "w").write(text.rstrip("\n") + "\n")
 PY
