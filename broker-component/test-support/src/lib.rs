@@ -34,6 +34,19 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// A free TCP port on 127.0.0.1 (bind port 0, read it, release it). Racy: another process may
 /// take it before it is used, so a caller that binds it must retry on failure (as
 /// [`Mosquitto::start`] does); [`Broker`] does not use it (the broker binds port 0 itself).
+/// The port of the first `listening on SCHEME://127.0.0.1:PORT` line the broker logged (`mqtt`,
+/// `mqtts`, `ws`, `wss`): how a test learns the ports of listeners bound to port 0.
+pub fn listening_port(lines: &[String], scheme: &str) -> Option<u16> {
+    let want = format!("listening on {scheme}://127.0.0.1:");
+    lines.iter().find_map(|l| {
+        let rest = &l[l.find(&want)? + want.len()..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        rest[..end].parse().ok()
+    })
+}
+
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
@@ -216,13 +229,7 @@ impl Broker {
             logs,
         };
         let want = "listening on mqtt://127.0.0.1:";
-        let port_in = |l: &String| -> Option<u16> {
-            let rest = &l[l.find(want)? + want.len()..];
-            let end = rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            rest[..end].parse().ok()
-        };
+        let port_in = |l: &String| listening_port(std::slice::from_ref(l), "mqtt");
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             // Woken by every new line; the short timeout is only to notice an early exit.

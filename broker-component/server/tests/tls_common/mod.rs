@@ -95,14 +95,7 @@ impl TlsBroker {
         let logs = Lines::default();
         logs.collect(child.stdout.take().unwrap());
         logs.collect(child.stderr.take().unwrap());
-        let port = |l: &[String], scheme: &str| {
-            l.iter().find_map(|l| {
-                let rest = l
-                    .split(&format!("listening on {scheme}://127.0.0.1:"))
-                    .nth(1)?;
-                rest.trim().parse::<u16>().ok()
-            })
-        };
+        let port = musqratt_test_support::listening_port;
         let up = logs.wait_until(START_TIMEOUT, |l| {
             port(l, "mqtt").is_some() && port(l, "mqtts").is_some()
         });

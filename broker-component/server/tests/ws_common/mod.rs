@@ -12,16 +12,7 @@ use crate::common::{broker_with_args, raw, Broker, WAIT};
 pub fn ws_port(b: &Broker) -> u16 {
     let want = "listening on ws://127.0.0.1:";
     assert!(b.wait_for_log(want, WAIT), "no WebSocket listener");
-    b.logs()
-        .iter()
-        .find_map(|l| {
-            let rest = &l[l.find(want)? + want.len()..];
-            let end = rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            rest[..end].parse().ok()
-        })
-        .expect("a port")
+    musqratt_test_support::listening_port(&b.logs(), "ws").expect("a port")
 }
 
 pub fn ws_broker(extra: &[&str]) -> (Broker, u16) {
@@ -315,14 +306,7 @@ impl WssBroker {
         let logs = musqratt_test_support::Lines::default();
         logs.collect(child.stdout.take().unwrap());
         logs.collect(child.stderr.take().unwrap());
-        let port = |l: &[String], scheme: &str| {
-            l.iter().find_map(|l| {
-                let rest = l
-                    .split(&format!("listening on {scheme}://127.0.0.1:"))
-                    .nth(1)?;
-                rest.trim().parse::<u16>().ok()
-            })
-        };
+        let port = musqratt_test_support::listening_port;
         let up = logs.wait_until(crate::common::START_TIMEOUT, |l| {
             port(l, "mqtt").is_some() && port(l, "wss").is_some()
         });
